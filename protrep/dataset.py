@@ -1,0 +1,319 @@
+"""Single-cell datasets: the in-memory container and the on-disk ``protrep-cells`` format.
+
+In memory every reader returns a :class:`CellDataset`: images ``(n, c, h, w)`` with a named
+channel order, an optional centre-cell mask per crop, and a per-cell metadata table.
+
+On disk a ``protrep-cells`` dataset is one folder::
+
+    dataset.json    format, version, channels, classes, image shape, generating config
+    images.npy      uint16 (n, c, h, w) raw camera counts, channel order as in dataset.json
+    masks.npy       bool   (n, h, w)   mask of the centre cell of every crop
+    cells.csv       one row per crop, columns CELL_COLUMNS (row i describes images[i])
+    proteins.csv    one row per protein: protein, localization, abundance, split, ...
+    standards/      functional standards, one TSV per scale (columns: term, protein)
+
+``cells.csv`` columns:
+
+=============  ======  ============================================================
+protein        str     protein (ORF) id; all cells of a well express the same protein
+plate          int     plate number (illumination and background differ by plate)
+well           str     well name, e.g. ``B07``
+field          int     field of view within the well
+cell           int     label of the cell in the field's segmentation
+x, y           float   centre of the crop in field pixel coordinates
+label          int     index in ``classes`` of the cell's own localization, -1 if unknown
+localization   str     the protein's annotated classes, ``;``-separated
+split          str     ``train``, ``val`` or ``test``; assigned per protein, never per cell
+=============  ======  ============================================================
+
+The folder is written atomically (to a temporary folder, then renamed), so a killed run
+leaves no half dataset.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_dir
+from .errors import DataError
+
+__all__ = [
+    "CellDataset",
+    "CELL_COLUMNS",
+    "FORMAT_NAME",
+    "write_dataset",
+    "load_dataset",
+    "split_by_protein",
+    "load_proteins",
+]
+
+FORMAT_NAME = "protrep-cells"
+FORMAT_VERSION = 1
+CELL_COLUMNS = ["protein", "plate", "well", "field", "cell", "x", "y", "label", "localization", "split"]
+
+
+@dataclass
+class CellDataset:
+    """Single-cell crops with metadata.
+
+    Attributes
+    ----------
+    images : ndarray, shape (n, c, h, w)
+        Crops; float32 in memory (readers convert), uint16 on disk for ``protrep-cells``.
+    meta : DataFrame
+        One row per crop, at least the column ``protein``; see the module docstring.
+    channels : tuple of str
+        Channel names in the order of axis 1 of ``images`` (e.g. ``("gfp", "rfp")``).
+    classes : tuple of str
+        Localization class names that the ``label`` column indexes.
+    masks : ndarray of bool, shape (n, h, w), optional
+        Centre-cell mask of every crop.
+    source : str, optional
+        The file or folder the data came from.
+    format : str, optional
+        Name of the format it was read from.
+    """
+
+    images: np.ndarray
+    meta: pd.DataFrame
+    channels: tuple
+    classes: tuple = ()
+    masks: np.ndarray | None = None
+    source: str | None = None
+    format: str | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        where = self.source or "dataset"
+        if self.images.ndim != 4:
+            raise DataError(where, f"images must have shape (n, c, h, w), got {self.images.shape}")
+        if len(self.meta) != len(self.images):
+            raise DataError(where, f"{len(self.images)} images but {len(self.meta)} metadata rows")
+        if self.images.shape[1] != len(self.channels):
+            raise DataError(where, f"images have {self.images.shape[1]} channels but {len(self.channels)} names {self.channels}")
+        if self.masks is not None and self.masks.shape != (self.images.shape[0], *self.images.shape[2:]):
+            raise DataError(where, f"masks of shape {self.masks.shape} do not match images {self.images.shape}")
+        self.channels = tuple(self.channels)
+        self.classes = tuple(self.classes)
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def proteins(self):
+        """Sorted unique protein ids."""
+        return sorted(self.meta["protein"].astype(str).unique())
+
+    def subset(self, index):
+        """Return the cells at ``index`` (integer positions or a boolean mask) as a new dataset."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return CellDataset(
+            images=self.images[index],
+            meta=self.meta.iloc[index].reset_index(drop=True),
+            channels=self.channels,
+            classes=self.classes,
+            masks=None if self.masks is None else self.masks[index],
+            source=self.source,
+            format=self.format,
+            info=dict(self.info),
+        )
+
+    def summary(self):
+        """Return what ``protrep inspect`` prints: format, counts, channels, size, classes."""
+        n, c, h, w = self.images.shape
+        out = {
+            "source": self.source,
+            "format": self.format,
+            "n_cells": int(n),
+            "n_proteins": int(self.meta["protein"].nunique()) if "protein" in self.meta else None,
+            "channels": list(self.channels),
+            "image_size": [int(h), int(w)],
+            "dtype": str(self.images.dtype),
+            "classes": list(self.classes),
+            "has_masks": self.masks is not None,
+        }
+        if "split" in self.meta:
+            out["splits"] = {k: int(v) for k, v in self.meta["split"].value_counts().sort_index().items()}
+        return out
+
+
+def split_by_protein(proteins, strata=None, *, fractions=(0.7, 0.15, 0.15), seed=0):
+    """Assign each protein to ``train``/``val``/``test``, so no protein spans two splits.
+
+    Parameters
+    ----------
+    proteins : sequence of str
+        Unique protein ids.
+    strata : sequence, optional
+        A stratum per protein (e.g. its primary localization); each stratum is split
+        separately, and a stratum of three proteins or more gives at least one to each
+        split (a stratum of two gives one to train and one to validation or test), so that
+        every split sees every class.
+    fractions : tuple of 3 floats
+        Train, validation and test fractions; must sum to 1.
+    seed : int
+        Seed of the shuffle.
+
+    Returns
+    -------
+    Series
+        Split name indexed by protein.
+    """
+    proteins = pd.Index(proteins)
+    if not proteins.is_unique:
+        raise ValueError("proteins must be unique; pass each protein once")
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    strata = pd.Series(np.zeros(len(proteins)) if strata is None else np.asarray(strata), index=proteins)
+    rng = np.random.default_rng(seed)
+    out = pd.Series("train", index=proteins, dtype=object)
+    for _, group in sorted(strata.groupby(strata).groups.items(), key=lambda kv: str(kv[0])):
+        members = np.array(sorted(group))
+        rng.shuffle(members)
+        n = len(members)
+        n_test = int(round(fractions[2] * n))
+        n_val = int(round(fractions[1] * n))
+        if n >= 3:  # every split sees every stratum that has three proteins or more
+            n_test, n_val = max(n_test, 1 if fractions[2] else 0), max(n_val, 1 if fractions[1] else 0)
+        elif n == 2 and n_test + n_val == 0 and fractions[1] + fractions[2] > 0:
+            if rng.random() < fractions[2] / (fractions[1] + fractions[2]):
+                n_test = 1
+            else:
+                n_val = 1
+        out[members[:n_test]] = "test"
+        out[members[n_test:n_test + n_val]] = "val"
+    return out
+
+
+def write_dataset(path, images, masks, cells, proteins, *, channels, classes, standards=None,
+                  config=None, extra=None, overwrite=False):
+    """Write a ``protrep-cells`` folder atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination folder; must not exist unless ``overwrite``.
+    images : ndarray of uint16, shape (n, c, h, w)
+    masks : ndarray of bool, shape (n, h, w)
+    cells : DataFrame
+        One row per crop with the columns ``CELL_COLUMNS``.
+    proteins : DataFrame
+        One row per protein, at least ``protein`` and ``localization``.
+    channels, classes : sequence of str
+    standards : dict of str to DataFrame, optional
+        Scale name to a long table with columns ``term`` and ``protein``.
+    config : dict, optional
+        Generating configuration, stored in ``dataset.json`` so the data can be rebuilt.
+    extra : dict, optional
+        Further entries for ``dataset.json`` (e.g. measured segmentation recall).
+    overwrite : bool
+        Replace an existing folder.
+    """
+    missing = [c for c in CELL_COLUMNS if c not in cells.columns]
+    if missing:
+        raise ValueError(f"cells table lacks columns {missing}")
+    if images.dtype != np.uint16:
+        raise ValueError(f"images must be uint16 raw counts, got {images.dtype}")
+    if len(cells) != len(images) or len(masks) != len(images):
+        raise ValueError(f"{len(images)} images, {len(masks)} masks and {len(cells)} cell rows must agree")
+    header = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "channels": list(channels),
+        "classes": list(classes),
+        "image_shape": list(images.shape[1:]),
+        "n_cells": int(len(images)),
+        "n_proteins": int(len(proteins)),
+        "standards": sorted(standards or {}),
+        "config": config or {},
+        **(extra or {}),
+    }
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        np.save(tmp / "images.npy", np.ascontiguousarray(images))
+        np.save(tmp / "masks.npy", np.ascontiguousarray(masks, dtype=bool))
+        cells[CELL_COLUMNS + [c for c in cells.columns if c not in CELL_COLUMNS]].to_csv(
+            tmp / "cells.csv", index=False, float_format="%.6g", lineterminator="\n")
+        proteins.to_csv(tmp / "proteins.csv", index=False, float_format="%.6g", lineterminator="\n")
+        if standards:
+            (tmp / "standards").mkdir()
+            for name, table in sorted(standards.items()):
+                table[["term", "protein"]].to_csv(tmp / "standards" / f"{name}.tsv", sep="\t", index=False,
+                                                  lineterminator="\n")
+        (tmp / "dataset.json").write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
+    return Path(path)
+
+
+def _read_header(path):
+    path = Path(path)
+    head = path / "dataset.json"
+    if not head.is_file():
+        raise DataError(path, "not a protrep-cells dataset (no dataset.json)")
+    try:
+        header = json.loads(head.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(head, f"corrupt JSON ({e})") from None
+    if header.get("format") != FORMAT_NAME:
+        raise DataError(head, f"format is {header.get('format')!r}, expected {FORMAT_NAME!r}")
+    if header.get("version") != FORMAT_VERSION:
+        raise DataError(head, f"version {header.get('version')} is not supported (this protrep reads {FORMAT_VERSION})")
+    return header
+
+
+def _load_npy(file, mmap):
+    if not file.is_file():
+        raise DataError(file, "missing")
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(file, f"unreadable or truncated .npy file ({e})") from None
+
+
+def load_dataset(path, *, mmap=False, float32=True):
+    """Read a ``protrep-cells`` folder.
+
+    Parameters
+    ----------
+    path : str or Path
+    mmap : bool
+        Memory-map the image file instead of reading it (implies ``float32=False``).
+    float32 : bool
+        Convert images to float32 counts (the in-memory convention); else keep uint16.
+
+    Returns
+    -------
+    CellDataset
+    """
+    path = Path(path)
+    header = _read_header(path)
+    images = _load_npy(path / "images.npy", mmap)
+    masks = _load_npy(path / "masks.npy", mmap)
+    if list(images.shape[1:]) != header["image_shape"] or len(images) != header["n_cells"]:
+        raise DataError(path / "images.npy", f"shape {images.shape} does not match dataset.json "
+                        f"({header['n_cells']} cells of {header['image_shape']})")
+    try:
+        meta = pd.read_csv(path / "cells.csv", dtype={"protein": str, "well": str, "localization": str})
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(path / "cells.csv", f"unreadable ({e})") from None
+    missing = [c for c in CELL_COLUMNS if c not in meta.columns]
+    if missing:
+        raise DataError(path / "cells.csv", f"missing columns {missing}")
+    meta["localization"] = meta["localization"].fillna("")
+    if float32 and not mmap:
+        images = images.astype(np.float32)
+    ds = CellDataset(images=images, meta=meta, channels=header["channels"], classes=header["classes"],
+                     masks=masks, source=str(path), format=FORMAT_NAME, info=header)
+    return ds
+
+
+def load_proteins(path):
+    """Read ``proteins.csv`` of a ``protrep-cells`` folder."""
+    file = Path(path) / "proteins.csv"
+    try:
+        return pd.read_csv(file, dtype={"protein": str, "localization": str}).fillna({"localization": ""})
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(file, f"unreadable ({e})") from None

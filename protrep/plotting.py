@@ -1,0 +1,119 @@
+"""Plots for the book: each function takes data and ``ax=None`` and returns the Axes."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["composite", "montage", "class_montage", "outlines", "bar_counts"]
+
+
+def _stretch(x, lo=0.5, hi=99.8):
+    a, b = np.percentile(x, [lo, hi])
+    return np.clip((x - a) / max(b - a, 1e-12), 0, 1)
+
+
+def composite(crop, *, channels=("gfp", "rfp")):
+    """RGB image of a (c, h, w) crop: GFP green, RFP magenta, each stretched to its 0.5-99.8 percentiles.
+
+    Single-channel crops are shown in grey.
+    """
+    crop = np.asarray(crop, float)
+    if crop.ndim == 2 or crop.shape[0] == 1:
+        g = _stretch(crop.reshape(crop.shape[-2:]))
+        return np.stack([g, g, g], -1)
+    names = list(channels)
+    g = _stretch(crop[names.index("gfp")] if "gfp" in names else crop[0])
+    r = _stretch(crop[names.index("rfp")] if "rfp" in names else crop[1])
+    return np.stack([0.6 * r, g, 0.6 * r], -1)
+
+
+def montage(images, *, ncols=8, titles=None, channels=("gfp", "rfp"), ax=None, gap=2):
+    """Tile crops (n, c, h, w) into one image, shown as GFP/RFP composites.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    images = np.asarray(images)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    h, w = images.shape[-2:]
+    canvas = np.ones((nrows * (h + gap) - gap, ncols * (w + gap) - gap, 3))
+    for i, im in enumerate(images):
+        r, c = divmod(i, ncols)
+        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = composite(im, channels=channels)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(ncols * 0.9, nrows * 0.9))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    if titles is not None:
+        for i, t in enumerate(titles):
+            r, c = divmod(i, ncols)
+            ax.text(c * (w + gap) + 2, r * (h + gap) + 8, str(t), color="w", fontsize=6)
+    return ax
+
+
+def class_montage(images, labels, classes, *, per_class=6, seed=0, channels=("gfp", "rfp"), ax=None):
+    """One row of example crops per class (cells whose own label is that class).
+
+    Parameters
+    ----------
+    images : ndarray (n, c, h, w)
+    labels : ndarray of int (n,)
+        Class index per crop, -1 for unknown.
+    classes : sequence of str
+    per_class : int
+        Crops per row (fewer if a class has fewer cells).
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    h, w = images.shape[-2:]
+    rows = []
+    for k in range(len(classes)):
+        idx = np.flatnonzero(labels == k)
+        pick = rng.choice(idx, min(per_class, len(idx)), replace=False) if len(idx) else []
+        row = np.zeros((per_class, *images.shape[1:]), images.dtype)
+        row[:len(pick)] = images[np.sort(pick)] if len(pick) else row[:0]
+        rows.append(row)
+    ax = montage(np.concatenate(rows), ncols=per_class, channels=channels, ax=ax)
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([k * (h + 2) + h / 2 for k in range(len(classes))])
+    ax.set_yticklabels(classes, fontsize=8)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    return ax
+
+
+def outlines(image, labels, *, points=None, color="yellow", ax=None, title=None):
+    """Show a field (2-D) with the outlines of its labelled cells and optional (x, y) points."""
+    from skimage.segmentation import find_boundaries
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(_stretch(np.asarray(image, float)), cmap="gray", interpolation="nearest")
+    edge = find_boundaries(np.asarray(labels), mode="inner")
+    overlay = np.zeros((*edge.shape, 4))
+    overlay[edge] = plt.matplotlib.colors.to_rgba(color)
+    ax.imshow(overlay, interpolation="nearest")
+    if points is not None:
+        pts = np.asarray(points)
+        ax.scatter(pts[:, 0], pts[:, 1], s=14, c="cyan", marker="+", linewidths=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def bar_counts(counts, *, ax=None, title=None, color="C0", log=False):
+    """Horizontal bar chart of a Series of counts (index = category)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 0.25 * len(counts) + 1))
+    ax.barh(counts.index.astype(str), counts.to_numpy(), color=color)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=8)
+    return ax

@@ -1,0 +1,316 @@
+"""Simulated proteomes with functional structure at four scales.
+
+A proteome is a table of proteins, each with a localization (one or more of the 15
+classes in :data:`CLASSES`), per-protein pattern traits that the renderer turns into fine
+morphology, and an expression level; plus four functional standards (compartments,
+processes, pathways, complexes) in long format (``term``, ``protein``).
+
+Generative model (``synthetic`` mode)
+-------------------------------------
+Proteins are partitioned into *processes*; each process into *pathways*; about half of
+the proteins of a pathway form *complexes* of 2 to 6 members. A fifth of the proteins take
+part in a second process. Localization and traits are drawn top-down:
+
+* a process draws a compartment from the census; a pathway keeps its process's compartment
+  with probability 0.5, a complex keeps its pathway's with probability 0.85, a complex
+  member keeps its complex's with probability 0.9 and a protein outside complexes keeps
+  its pathway's with probability 0.5; otherwise a fresh census draw. Every level mixes
+  census draws, so class frequencies follow the census (Huh et al. 2003, with the 22 Huh
+  compartments mapped to 15 classes by :data:`HUH_TO_CLASS`);
+* about 30% of proteins (the Huh 2003 fraction) have a second compartment, shared within
+  a complex; a third of those are *heterogeneous*: each cell shows one of the two
+  patterns, drawn by the protein's weights, instead of a mixture. A further 8% of
+  single-compartment proteins mislocalize to the cytoplasm in a fifth of their cells;
+* four pattern traits in (0, 1) (puncta number or texture, spot size or rim width,
+  polarization, diffuse background) are the logistic of
+  ``0.5 z_process + 0.8 z_pathway + 1.2 z_complex + 0.6 z_protein`` with independent
+  standard normal ``z`` per unit, so complex members share most, pathways less, processes
+  less again;
+* expression is log-normal and drawn independently of all of the above: nuisance carries
+  no function.
+
+Classes with fewer than ``min_per_class`` proteins are topped up by relabelling proteins
+outside complexes, so that a split by protein can hold every class (a deviation from the
+census for small proteomes, stated in the config).
+
+``huh2003`` mode uses the real ORFs of the Huh et al. 2003 table with their real
+localizations and abundances; traits are then random per protein (no functional structure
+beyond localization is simulated) and the real yeast standards are used for evaluation.
+
+References
+----------
+Huh, W.-K. et al. Global analysis of protein localization in budding yeast. Nature 425,
+686-691 (2003).
+"""
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = ["CLASSES", "HUH_CENSUS", "HUH_TO_CLASS", "N_TRAITS", "synthetic_proteome", "huh2003_proteome",
+           "proteome_standards"]
+
+log = logging.getLogger(__name__)
+
+CLASSES = (
+    "actin", "bud neck", "cell periphery", "cytoplasm", "endosome", "ER", "Golgi", "mitochondrion",
+    "nucleus", "nuclear periphery", "nucleolus", "spindle pole", "peroxisome", "vacuolar membrane", "vacuole",
+)
+
+#: Huh et al. 2003 compartment -> protrep class (None: not simulated). Golgi sub-compartments
+#: are merged; lipid particles look like peroxisomes (small puncta) and microtubule proteins
+#: like the spindle at this resolution; "bud" and "punctate composite" have no single pattern.
+HUH_TO_CLASS = {
+    "actin": "actin", "bud neck": "bud neck", "cell periphery": "cell periphery", "cytoplasm": "cytoplasm",
+    "endosome": "endosome", "ER": "ER", "Golgi": "Golgi", "early Golgi": "Golgi", "late Golgi": "Golgi",
+    "ER to Golgi": "Golgi", "mitochondrion": "mitochondrion", "nucleus": "nucleus",
+    "nuclear periphery": "nuclear periphery", "nucleolus": "nucleolus", "spindle pole": "spindle pole",
+    "microtubule": "spindle pole", "peroxisome": "peroxisome", "lipid particle": "peroxisome",
+    "vacuolar membrane": "vacuolar membrane", "vacuole": "vacuole", "bud": None, "punctate composite": None,
+}
+
+#: Number of ORFs per class in Huh et al. 2003 (4,155 ORFs; counted from the published
+#: table with :data:`HUH_TO_CLASS`). Used as the class frequencies of synthetic proteomes.
+HUH_CENSUS = {
+    "cytoplasm": 1818, "nucleus": 1454, "mitochondrion": 527, "ER": 295, "nucleolus": 164, "vacuole": 162,
+    "cell periphery": 159, "Golgi": 150, "bud neck": 98, "spindle pole": 86, "nuclear periphery": 61,
+    "vacuolar membrane": 60, "endosome": 49, "peroxisome": 44, "actin": 32,
+}
+
+N_TRAITS = 4
+_MULTI_FRACTION = 1136 / 4155 + 109 / 4155  # Huh 2003: proteins with two or more compartments
+_HETEROGENEOUS_FRACTION = 1 / 3
+_MISLOCALIZING_FRACTION = 0.08
+
+
+def _census_p(classes=CLASSES):
+    p = np.array([HUH_CENSUS[c] for c in classes], float)
+    return p / p.sum()
+
+
+def _sizes(rng, total, mean, low):
+    """Split ``total`` items into groups of about ``mean`` (at least ``low``) items."""
+    sizes = []
+    while sum(sizes) < total:
+        sizes.append(max(low, int(rng.poisson(mean))))
+    sizes[-1] -= sum(sizes) - total
+    if sizes[-1] < low and len(sizes) > 1:
+        last = sizes.pop()
+        sizes[-1] += last
+    return sizes
+
+
+def _secondary(rng, primary, p):
+    """A second compartment: cytoplasm and nucleus pair up most often (Huh 2003)."""
+    q = p.copy()
+    cyto, nuc = CLASSES.index("cytoplasm"), CLASSES.index("nucleus")
+    if primary == cyto:
+        q[nuc] *= 6
+    elif primary == nuc:
+        q[cyto] *= 6
+    q[primary] = 0
+    return int(rng.choice(len(q), p=q / q.sum()))
+
+
+def synthetic_proteome(n_proteins, *, seed=0, min_per_class=4):
+    """Draw a synthetic proteome with functional structure at four scales.
+
+    Parameters
+    ----------
+    n_proteins : int
+        Number of proteins; at least ``min_per_class * 15``.
+    seed : int
+        Seed; the same seed gives the same proteome.
+    min_per_class : int
+        Minimum number of proteins whose primary class is each class.
+
+    Returns
+    -------
+    proteins : DataFrame
+        One row per protein: ``protein``, ``localization`` (``;``-joined, primary first),
+        ``primary``, ``secondary`` (``""`` if none), ``weight`` (of the primary pattern),
+        ``heterogeneous``, ``mislocalizing``, ``abundance``, ``trait_0`` ...
+        ``trait_3``, ``process``, ``process2``, ``pathway``, ``complex``.
+    """
+    n_classes = len(CLASSES)
+    if n_proteins < min_per_class * n_classes:
+        raise ValueError(f"n_proteins={n_proteins} is too small: at least {min_per_class * n_classes} are needed "
+                         f"for {min_per_class} proteins in each of {n_classes} classes (lower min_per_class)")
+    rng = np.random.default_rng([seed, 1])
+    p = _census_p()
+    draw = lambda: int(rng.choice(n_classes, p=p))  # noqa: E731
+
+    rows = []
+    z = lambda: rng.standard_normal(N_TRAITS)  # noqa: E731
+    pid = 0
+    for proc, proc_size in enumerate(_sizes(rng, n_proteins, 40, 8)):
+        proc_loc, z_proc = draw(), z()
+        for path_size in _sizes(rng, proc_size, 12, 3):
+            path = f"pathway_{len({r['pathway'] for r in rows}):04d}"
+            path_loc = proc_loc if rng.random() < 0.5 else draw()
+            z_path = z()
+            n_in_complexes = int(round(path_size * 0.5))
+            groups = _sizes(rng, n_in_complexes, 3.5, 2) if n_in_complexes >= 2 else []
+            groups += [1] * (path_size - sum(groups))
+            for size in groups:
+                in_complex = size >= 2
+                cplx = f"complex_{pid:05d}" if in_complex else ""
+                c_loc = path_loc if rng.random() < 0.85 else draw()
+                c_second = _secondary(rng, c_loc, p) if rng.random() < _MULTI_FRACTION else -1
+                c_hetero = rng.random() < _HETEROGENEOUS_FRACTION
+                z_cplx = z()
+                for _ in range(size):
+                    if in_complex:
+                        keep = rng.random() < 0.9
+                        loc = c_loc if keep else draw()
+                        second = c_second if keep else (_secondary(rng, loc, p) if rng.random() < _MULTI_FRACTION else -1)
+                        hetero = c_hetero
+                        z_c = z_cplx
+                    else:
+                        loc = path_loc if rng.random() < 0.5 else draw()
+                        second = _secondary(rng, loc, p) if rng.random() < _MULTI_FRACTION else -1
+                        hetero = rng.random() < _HETEROGENEOUS_FRACTION
+                        z_c = z()
+                    if second == loc:
+                        second = -1
+                    zt = 0.5 * z_proc + 0.8 * z_path + 1.2 * z_c + 0.6 * z()
+                    rows.append({
+                        "protein": f"P{pid:05d}", "primary_i": loc, "secondary_i": second,
+                        "weight": float(rng.uniform(0.55, 0.85)) if second >= 0 else 1.0,
+                        "heterogeneous": bool(hetero and second >= 0),
+                        "mislocalizing": bool(second < 0 and rng.random() < _MISLOCALIZING_FRACTION),
+                        "traits": 1 / (1 + np.exp(-zt / 1.6)),
+                        "process": f"process_{proc:03d}", "pathway": path, "complex": cplx,
+                    })
+                    pid += 1
+    table = pd.DataFrame(rows)
+    _top_up_classes(table, rng, min_per_class)
+    # moonlighting: a fifth of proteins take part in a second process
+    n_proc = table["process"].nunique()
+    second_proc = rng.integers(0, n_proc, len(table))
+    moon = rng.random(len(table)) < 0.2
+    table["process2"] = [f"process_{k:03d}" if m else "" for k, m in zip(second_proc, moon)]
+    table.loc[table["process2"] == table["process"], "process2"] = ""
+    # expression: nuisance, independent of function (log-normal, spread like Huh 2003 abundances)
+    table["abundance"] = np.exp(rng.normal(np.log(2000), 1.0, len(table))).round(0)
+    return _finish(table)
+
+
+def _top_up_classes(table, rng, min_per_class):
+    """Relabel proteins of over-represented classes (outside complexes first) as rare classes."""
+    counts = np.bincount(table["primary_i"], minlength=len(CLASSES))
+    for k in np.flatnonzero(counts < min_per_class):
+        for _ in range(min_per_class - counts[k]):
+            surplus = np.flatnonzero(counts > min_per_class)
+            pool = table.index[table["primary_i"].isin(surplus) & (table["complex"] == "")]
+            if len(pool) == 0:
+                pool = table.index[table["primary_i"].isin(surplus)]
+            i = rng.choice(pool)
+            counts[table.at[i, "primary_i"]] -= 1
+            counts[k] += 1
+            table.at[i, "primary_i"] = k
+            if table.at[i, "secondary_i"] == k:
+                table.at[i, "secondary_i"] = -1
+
+
+def _finish(table):
+    table = table.copy()
+    table["primary"] = [CLASSES[i] for i in table["primary_i"]]
+    table["secondary"] = [CLASSES[i] if i >= 0 else "" for i in table["secondary_i"]]
+    table.loc[table["secondary"] == "", ["weight", "heterogeneous"]] = [1.0, False]
+    table["localization"] = [a if not b else f"{a};{b}" for a, b in zip(table["primary"], table["secondary"])]
+    traits = np.stack(table.pop("traits").to_numpy())
+    for j in range(N_TRAITS):
+        table[f"trait_{j}"] = traits[:, j].round(6)
+    cols = ["protein", "localization", "primary", "secondary", "weight", "heterogeneous", "mislocalizing",
+            "abundance"] + [f"trait_{j}" for j in range(N_TRAITS)] + ["process", "process2", "pathway", "complex"]
+    for c in ("process", "process2", "pathway", "complex"):
+        if c not in table:
+            table[c] = ""
+    return table[cols].reset_index(drop=True)
+
+
+def huh2003_proteome(path, *, n_proteins=None, seed=0):
+    """Proteome of the real ORFs in the Huh et al. 2003 table.
+
+    Parameters
+    ----------
+    path : str or Path
+        The Huh 2003 ``yeastgfp`` CSV (``protrep download huh2003``).
+    n_proteins : int, optional
+        Draw this many ORFs at random (seeded); all ORFs with a simulated class if None.
+    seed : int
+
+    Returns
+    -------
+    DataFrame
+        As :func:`synthetic_proteome`; ``protein`` is the systematic ORF name, ``abundance``
+        the published one (the median where "not visualized"), traits random per protein.
+    """
+    try:
+        raw = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(path, f"cannot read the Huh 2003 table ({e})") from None
+    missing = [c for c in ["yORF", "abundance", *HUH_TO_CLASS] if c not in raw.columns]
+    if missing:
+        raise DataError(path, f"not the Huh 2003 yeastgfp table: missing columns {missing}")
+    rng = np.random.default_rng([seed, 2])
+    flags = raw[list(HUH_TO_CLASS)].astype(str).apply(lambda c: c.str.upper().str.startswith("T"))
+    order = np.argsort([-HUH_CENSUS.get(HUH_TO_CLASS[c] or "", 0) for c in HUH_TO_CLASS], kind="stable")
+    huh_cols = [list(HUH_TO_CLASS)[i] for i in order]
+    rows = []
+    abundance = pd.to_numeric(raw["abundance"], errors="coerce")
+    median = float(abundance.median())
+    for i, orf in enumerate(raw["yORF"].astype(str).str.upper()):
+        classes = []
+        for c in huh_cols:  # rarer compartments first: the specific pattern is the primary one
+            k = HUH_TO_CLASS[c]
+            if flags.iloc[i][c] and k is not None and k not in classes:
+                classes.append(k)
+        if not classes:
+            continue
+        classes = classes[::-1][:2][::-1] if len(classes) > 2 else classes
+        rarest = sorted(classes, key=lambda k: HUH_CENSUS[k])
+        primary, secondary = rarest[0], (rarest[1] if len(rarest) > 1 else "")
+        rows.append({
+            "protein": orf, "primary_i": CLASSES.index(primary),
+            "secondary_i": CLASSES.index(secondary) if secondary else -1,
+            "weight": float(rng.uniform(0.55, 0.85)) if secondary else 1.0,
+            "heterogeneous": bool(secondary and rng.random() < _HETEROGENEOUS_FRACTION),
+            "mislocalizing": bool(not secondary and rng.random() < _MISLOCALIZING_FRACTION),
+            "traits": rng.uniform(0.05, 0.95, N_TRAITS),
+            "abundance": float(abundance.iloc[i]) if np.isfinite(abundance.iloc[i]) else median,
+        })
+    table = pd.DataFrame(rows)
+    if n_proteins is not None:
+        if n_proteins > len(table):
+            raise ValueError(f"n_proteins={n_proteins} but the Huh 2003 table has {len(table)} simulated ORFs")
+        table = table.iloc[np.sort(rng.choice(len(table), n_proteins, replace=False))]
+    return _finish(table.reset_index(drop=True))
+
+
+def proteome_standards(proteins):
+    """Functional standards of a proteome, in long format (``term``, ``protein``).
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``compartments`` (every class of a protein's localization) and, where the
+        proteome has them, ``processes`` (including second processes), ``pathways`` and
+        ``complexes``.
+    """
+    out = {}
+    comp = proteins[["protein", "localization"]].assign(term=proteins["localization"].str.split(";"))
+    out["compartments"] = comp.explode("term")[["term", "protein"]]
+    procs = pd.concat([proteins[["process", "protein"]].rename(columns={"process": "term"}),
+                       proteins[["process2", "protein"]].rename(columns={"process2": "term"})])
+    for name, table in [("processes", procs),
+                        ("pathways", proteins[["pathway", "protein"]].rename(columns={"pathway": "term"})),
+                        ("complexes", proteins[["complex", "protein"]].rename(columns={"complex": "term"}))]:
+        table = table[table["term"].astype(str) != ""]
+        if len(table):
+            out[name] = table
+    return {k: v.drop_duplicates().sort_values(["term", "protein"]).reset_index(drop=True) for k, v in out.items()}

@@ -1,0 +1,310 @@
+"""Simulate a whole ORF-GFP screen: proteome, plates, fields, segmentation, crops, dataset.
+
+The chain is the one of a real screen: every protein is imaged in one well (one protein
+per well, 96 wells per plate); each well's fields of view are segmented on the RFP
+channel with :func:`protrep.segment.segment_cells` (the simulator's true cell outlines are
+*not* used); a 64 x 64 crop is cut around every detected cell and the centre cell's
+detected mask is kept with it. Detected cells are matched to the true cells (IoU >= 0.5)
+only to record each crop's true class and to measure segmentation recall.
+
+Every well draws from its own seed (``[seed, 4, well index]``), so the output is
+byte-identical whatever the number of worker processes.
+"""
+
+import dataclasses
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .dataset import split_by_protein, write_dataset
+from .errors import DataError
+from .proteome import CLASSES, huh2003_proteome, proteome_standards, synthetic_proteome
+from .render import FieldParams, TextureBank, plate_params, simulate_field
+from .segment import extract_crops, segment_cells
+
+__all__ = ["SimConfig", "simulate_dataset", "simulate_well", "find_huh_table"]
+
+log = logging.getLogger(__name__)
+
+_ROWS = "ABCDEFGH"
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Configuration of a simulated screen; stored in ``dataset.json`` of every dataset.
+
+    Attributes
+    ----------
+    n_proteins : int or None
+        Number of proteins (in ``huh2003`` mode None means every simulated ORF).
+    cells_per_protein : int
+        Crops kept per protein (fields are added until there are enough).
+    seed : int
+        Seed of everything; the same config gives byte-identical output.
+    proteome : {"synthetic", "huh2003"}
+        Synthetic functional hierarchy, or the real ORFs of Huh et al. 2003.
+    huh_table : str or None
+        Path of the Huh 2003 table (``huh2003`` mode); found automatically if None.
+    crop_size : int
+        Side of the crops.
+    field_size : int or None
+        Side of a field; None picks the smallest field expected to hold about
+        1.3 x ``cells_per_protein`` complete crops.
+    max_fields_per_well : int
+        Stop adding fields to a well after this many.
+    wells_per_plate : int
+    min_per_class : int
+        Minimum number of proteins per class (synthetic mode).
+    split_fractions : tuple of float
+        Train, validation and test fractions of proteins (stratified by primary class).
+    seg_min_distance : int
+        ``min_distance`` of :func:`protrep.segment.segment_cells` (px between two cell
+        centres); 12 suits cells of radius ~19 px with a dark vacuole, which smaller
+        values over-split.
+    imaging : FieldParams
+        Cells, optics and camera.
+    """
+
+    n_proteins: int | None = 400
+    cells_per_protein: int = 30
+    seed: int = 0
+    proteome: str = "synthetic"
+    huh_table: str | None = None
+    crop_size: int = 64
+    field_size: int | None = None
+    max_fields_per_well: int = 8
+    wells_per_plate: int = 96
+    min_per_class: int = 4
+    split_fractions: tuple = (0.7, 0.15, 0.15)
+    seg_min_distance: int = 12
+    imaging: FieldParams = field(default_factory=FieldParams)
+
+    def __post_init__(self):
+        if self.proteome not in ("synthetic", "huh2003"):
+            raise ValueError(f"proteome must be 'synthetic' or 'huh2003', got {self.proteome!r}")
+        if self.cells_per_protein < 1:
+            raise ValueError(f"cells_per_protein must be at least 1, got {self.cells_per_protein}")
+        if self.proteome == "synthetic" and (self.n_proteins is None or self.n_proteins < 1):
+            raise ValueError("n_proteins must be a positive number in synthetic mode")
+        object.__setattr__(self, "split_fractions", tuple(self.split_fractions))
+        if isinstance(self.imaging, dict):
+            object.__setattr__(self, "imaging", FieldParams(**self.imaging))
+
+    def to_dict(self):
+        """Plain dictionary (JSON-ready)."""
+        d = dataclasses.asdict(self)
+        d["split_fractions"] = list(self.split_fractions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild from :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SimConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        if isinstance(d.get("imaging"), dict):
+            img_known = {f.name for f in dataclasses.fields(FieldParams)}
+            bad = set(d["imaging"]) - img_known
+            if bad:
+                raise ValueError(f"unknown imaging keys {sorted(bad)}; known: {sorted(img_known)}")
+        return cls(**d)
+
+    def resolved_field_size(self):
+        """Field side used: ``field_size`` or the automatic choice."""
+        if self.field_size is not None:
+            return self.field_size
+        p = self.imaging
+        for size in range(192, 1025, 32):
+            n_cells = p.density * size * size / (np.pi * p.cell_radius ** 2 * 0.91)
+            usable = ((size - self.crop_size) / size) ** 2
+            if n_cells * usable * 0.9 >= 1.3 * self.cells_per_protein:
+                return size
+        return 1024
+
+
+def find_huh_table(path=None):
+    """Locate the Huh 2003 table: ``path``, ``data/downloads``, then ``$PROTREP_SHARED_DATA``."""
+    candidates = [Path(path)] if path else []
+    candidates.append(Path("data/downloads/huh2003_yeastgfp.csv"))
+    if os.environ.get("PROTREP_SHARED_DATA"):
+        candidates.append(Path(os.environ["PROTREP_SHARED_DATA"]) / "standards/yeast/huh2003_yeastgfp.csv")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise DataError(candidates[0], "Huh 2003 table not found; run `protrep download huh2003` "
+                    "or pass its path (--huh-table)")
+
+
+def _well_name(i, per_plate):
+    k = i % per_plate
+    cols = per_plate // len(_ROWS)
+    return f"{_ROWS[k // cols]}{k % cols + 1:02d}"
+
+
+_BANKS = {}
+
+
+def _bank(seed):
+    if seed not in _BANKS:
+        _BANKS[seed] = TextureBank(seed)
+    return _BANKS[seed]
+
+
+def _true_of_pred(true_labels, pred_labels, pred_ids):
+    """For each predicted object, the true cell it overlaps with IoU >= 0.5 (0 if none)."""
+    n_true = int(true_labels.max()) + 1
+    n_pred = int(pred_labels.max()) + 1
+    joint = np.bincount(pred_labels.ravel().astype(np.int64) * n_true + true_labels.ravel(),
+                        minlength=n_pred * n_true).reshape(n_pred, n_true)
+    area_p, area_t = joint.sum(1), joint.sum(0)
+    best = joint[:, 1:].argmax(1) + 1
+    inter = joint[np.arange(n_pred), best]
+    iou = inter / np.maximum(area_p + area_t[best] - inter, 1)
+    out = np.where(iou >= 0.5, best, 0)
+    return out[np.asarray(pred_ids, int)]
+
+
+def simulate_well(config, protein, well_index, plate):
+    """Simulate, segment and crop one well.
+
+    Returns
+    -------
+    dict
+        ``crops`` uint16 (k, 2, s, s), ``masks`` bool (k, s, s), ``table`` DataFrame
+        (field, cell, x, y, label, state) and ``counts``: per true-cell state (alive,
+        dead, ghost) the number of true cells and of those the segmentation found
+        (IoU >= 0.5).
+    """
+    rng = np.random.default_rng([config.seed, 4, well_index])
+    params = dataclasses.replace(config.imaging, size=config.resolved_field_size())
+    bank = _bank(config.seed)
+    crops, masks, tables = [], [], []
+    counts = {"alive": [0, 0], "dead": [0, 0], "ghost": [0, 0]}  # true cells, found
+    n_kept = 0
+    for f in range(config.max_fields_per_well):
+        sim = simulate_field(rng, protein, plate, params, bank)
+        pred = segment_cells(sim["image"][1], min_distance=config.seg_min_distance)
+        truth = sim["labels"]
+        found = _true_of_pred(truth, pred, np.unique(pred[pred > 0]))
+        for state in counts:
+            ids = np.flatnonzero(sim["state"] == state) + 1
+            counts[state][0] += len(ids)
+            counts[state][1] += int(np.isin(ids, found).sum())
+        c, mk, tab = extract_crops(sim["image"], pred, size=config.crop_size)
+        if len(tab) == 0:
+            continue
+        true_id = _true_of_pred(truth, pred, tab["cell"].to_numpy())
+        has = true_id > 0
+        label = np.full(len(tab), -1)
+        state = np.full(len(tab), "unmatched", dtype=object)
+        label[has] = sim["label"][true_id[has] - 1]
+        state[has] = sim["state"][true_id[has] - 1]
+        tab = tab.assign(field=f, label=label, state=state)
+        crops.append(c)
+        masks.append(mk)
+        tables.append(tab)
+        n_kept += len(tab)
+        if n_kept >= config.cells_per_protein:
+            break
+    if not tables:
+        return {"crops": np.zeros((0, 2, config.crop_size, config.crop_size), np.uint16),
+                "masks": np.zeros((0, config.crop_size, config.crop_size), bool), "table": pd.DataFrame(),
+                "counts": counts}
+    crops, masks = np.concatenate(crops), np.concatenate(masks)
+    table = pd.concat(tables, ignore_index=True)
+    if len(table) > config.cells_per_protein:
+        keep = np.sort(rng.choice(len(table), config.cells_per_protein, replace=False))
+        crops, masks, table = crops[keep], masks[keep], table.iloc[keep].reset_index(drop=True)
+    return {"crops": crops, "masks": masks, "table": table, "counts": counts}
+
+
+def _proteome(config):
+    if config.proteome == "synthetic":
+        return synthetic_proteome(config.n_proteins, seed=config.seed, min_per_class=config.min_per_class)
+    return huh2003_proteome(find_huh_table(config.huh_table), n_proteins=config.n_proteins, seed=config.seed)
+
+
+def _job(args):
+    config, protein, well_index, plate = args
+    return simulate_well(config, protein, well_index, plate)
+
+
+def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, progress=True):
+    """Simulate a screen and write it as a ``protrep-cells`` dataset.
+
+    Parameters
+    ----------
+    out : str or Path
+        Destination folder (written atomically).
+    config : SimConfig
+    workers : int, optional
+        Worker processes (default: all cores). The output does not depend on it.
+    overwrite : bool
+        Replace an existing folder.
+    progress : bool
+        Show a progress bar over wells.
+
+    Returns
+    -------
+    dict
+        Summary: ``n_proteins``, ``n_cells``, ``seg_recall`` (fraction of true living
+        cells found with IoU >= 0.5; dead and ghost cells, dim in the RFP marker, are
+        counted separately in ``dataset.json``), ``path``.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass overwrite=True (--overwrite) to replace it")
+    proteins = _proteome(config)
+    proteins["split"] = split_by_protein(proteins["protein"], proteins["primary"], fractions=config.split_fractions,
+                                         seed=config.seed).to_numpy()
+    order = np.random.default_rng([config.seed, 5]).permutation(len(proteins))  # well layout: random
+    n_plates = -(-len(proteins) // config.wells_per_plate)
+    plates = [plate_params(np.random.default_rng([config.seed, 3, k])) for k in range(n_plates)]
+    jobs = [(config, proteins.iloc[p].to_dict(), i, plates[i // config.wells_per_plate]) for i, p in enumerate(order)]
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=len(jobs), desc="simulating wells", unit="well", disable=not progress, mininterval=1.0)
+    results = []
+    if workers == 1:
+        for j in jobs:
+            results.append(_job(j))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            for r in pool.map(_job, jobs, chunksize=4):
+                results.append(r)
+                bar.update()
+    bar.close()
+
+    tables = []
+    for (cfg, prot, i, _), r in zip(jobs, results):
+        t = r["table"]
+        if len(t) == 0:
+            log.warning("well %s (%s): no cell was segmented", _well_name(i, config.wells_per_plate), prot["protein"])
+            continue
+        tables.append(t.assign(protein=prot["protein"], plate=i // config.wells_per_plate + 1,
+                               well=_well_name(i, config.wells_per_plate), localization=prot["localization"],
+                               split=prot["split"]))
+    cells = pd.concat(tables, ignore_index=True)
+    cells["label"] = cells["label"].astype(int)
+    images = np.concatenate([r["crops"] for r in results if len(r["table"])])
+    masks = np.concatenate([r["masks"] for r in results if len(r["table"])])
+    seg = {}
+    for state in ("alive", "dead", "ghost"):
+        n = sum(r["counts"][state][0] for r in results)
+        k = sum(r["counts"][state][1] for r in results)
+        seg[state] = {"n_true": int(n), "n_found": int(k), "recall": float(k / max(n, 1))}
+    seg["recall"] = seg["alive"]["recall"]
+    write_dataset(out, images, masks, cells, proteins, channels=("gfp", "rfp"), classes=CLASSES,
+                  standards=proteome_standards(proteins), config=config.to_dict(),
+                  extra={"segmentation": seg}, overwrite=overwrite)
+    return {"path": str(out), "n_proteins": int(cells["protein"].nunique()), "n_cells": int(len(cells)),
+            "seg_recall": seg["recall"]}

@@ -1,0 +1,28 @@
+"""Shared pytest fixtures.
+
+Real reference files are found through the environment variable ``PROTREP_SHARED_DATA``
+(``.ci/run`` and the Makefile point it at ``../shared/data``); tests that need them skip
+cleanly when it is unset or the folder is missing.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _shared_root():
+    value = os.environ.get("PROTREP_SHARED_DATA")
+    if not value:
+        return None
+    root = Path(value)
+    return root if root.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path of the real reference data folder; skips the test when it is absent."""
+    root = _shared_root()
+    if root is None:
+        pytest.skip("real reference data not available (set PROTREP_SHARED_DATA to ../shared/data)")
+    return root
