@@ -310,10 +310,17 @@ def load_dataset(path, *, mmap=False, float32=True):
     return ds
 
 
+_PROTEIN_TEXT = ("protein", "localization", "primary", "secondary", "process", "process2", "pathway", "complex",
+                 "split")
+
+
 def load_proteins(path):
     """Read ``proteins.csv`` of a ``protrep-cells`` folder."""
     file = Path(path) / "proteins.csv"
     try:
-        return pd.read_csv(file, dtype={"protein": str, "localization": str}).fillna({"localization": ""})
+        table = pd.read_csv(file, dtype={c: str for c in _PROTEIN_TEXT})
     except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(file, f"unreadable ({e})") from None
+    text = [c for c in _PROTEIN_TEXT if c in table]
+    table[text] = table[text].fillna("")  # empty text cells are read back as missing
+    return table

@@ -45,6 +45,7 @@ __all__ = [
     "CROP_CHANNELS",
     "HPA_CHANNELS",
     "read_deeploc_hdf5",
+    "read_field_image",
     "read_crop_folder",
     "read_hpa_crops",
     "detect_format",
@@ -215,6 +216,31 @@ def _deeploc_proteins(f, n, path):
 
 
 # --------------------------------------------------------------------------- TIFF crops
+
+def read_field_image(path):
+    """Read one 2-D field of view (TIFF, PNG, ...) as an array in its own dtype.
+
+    TIFFs are read with tifffile; compressions it cannot decode without extra codecs
+    (LZW, as in the BooneAndrewsLab field of view) are read with Pillow instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    try:
+        return _read_tiff(path)
+    except DataError:
+        pass
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            image = np.array(im)
+    except Exception as e:  # Pillow raises UnidentifiedImageError, OSError, ValueError, ...
+        raise DataError(path, f"unreadable image ({type(e).__name__}: {e})") from None
+    if image.ndim != 2:
+        raise DataError(path, f"expected a single 2-D image, got shape {image.shape}")
+    return image
+
 
 def _read_tiff(file):
     try:

@@ -17,10 +17,12 @@ Generative model of a field
    pole) as sums of Gaussian spots in class-specific regions, rims (cell periphery,
    nuclear periphery, vacuolar membrane, ER), filled compartments (cytoplasm, nucleus,
    vacuole, nucleolus crescent), a bar at the mother-bud junction (bud neck) and tubular
-   networks from ridges of band-limited noise (mitochondrion). Every pattern is
-   normalised to mean 1 over the cell, mixed with a diffuse cytosolic fraction (trait 3),
-   weighted by the cell's localization and scaled by the cell's expression (the protein's
-   abundance, with 30% log-normal cell-to-cell variation).
+   networks from ridges of band-limited noise (mitochondrion). Each pattern is scaled to
+   mean 1 over its own support (a concentration), so the localization weights of a
+   multi-localized protein are concentration ratios (a cytoplasm + nucleus protein is
+   about as bright in both, as in real images); the cell's total is then set to its
+   expression (the protein's abundance, with 30% log-normal cell-to-cell variation) and
+   mixed with a diffuse cytosolic fraction (trait 3).
 3. **Optics and camera.** Gaussian point-spread function plus per-field defocus; per
    plate illumination falloff (vignetting), background and gain; Poisson photon noise;
    Gaussian read noise (together: the Poisson-Gaussian camera model); camera offset;
@@ -38,8 +40,7 @@ from .proteome import CLASSES
 
 __all__ = ["FieldParams", "PlateParams", "TextureBank", "simulate_field", "plate_params"]
 
-_PATCH = 96  # side of the square in which one cell (mother + bud) is rendered
-_NO_BUD = 1e6
+_PATCH = 80  # side of the square in which one cell (mother + bud) is rendered
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,16 @@ class FieldParams:
     """
 
     size: int = 512
-    density: float = 0.30
+    density: float = 0.26
     clusters_per_100k_px: float = 2.0
     cell_radius: float = 19.0
     cell_radius_sd: float = 2.2
     bud_fraction: float = 0.35
     dead_fraction: float = 0.02
     ghost_fraction: float = 0.02
-    photons_gfp: float = 60.0
-    photons_rfp: float = 120.0
-    psf_sigma: float = 1.3
+    photons_gfp: float = 130.0
+    photons_rfp: float = 200.0
+    psf_sigma: float = 1.0
     defocus_sd: float = 0.5
     read_noise: float = 4.0
     offset: float = 100.0
@@ -104,8 +105,8 @@ def plate_params(rng):
     """Draw one plate's nuisance parameters."""
     return PlateParams(
         gain=float(rng.uniform(0.75, 1.3)),
-        background_gfp=float(rng.uniform(6, 14)),
-        background_rfp=float(rng.uniform(8, 18)),
+        background_gfp=float(rng.uniform(14, 30)),
+        background_rfp=float(rng.uniform(45, 90)),
         vignetting=float(rng.uniform(0.1, 0.35)),
         defocus=float(rng.uniform(0.0, 0.8)),
     )
@@ -185,9 +186,9 @@ def _geometry(rng, cells):
     dy = ax[None, :, None] - frac[:, 1, None, None]
     a, b, th = cells["a"][:, None, None], cells["b"][:, None, None], cells["theta"][:, None, None]
     c, s = np.cos(th), np.sin(th)
-    u = (dx * c + dy * s) / a
-    v = (-dx * s + dy * c) / b
-    rm = np.sqrt(u * u + v * v)
+    u = (dx * (c / a) + dy * (s / a)) ** 2
+    u += (dy * (c / b) - dx * (s / b)) ** 2
+    rm = np.sqrt(u, out=u)
     depth_m = (1 - rm) * b  # px inside the mother's wall (approximately)
     rb = cells["rb"][:, None, None]
     phi = cells["phi"][:, None, None]
@@ -196,9 +197,9 @@ def _geometry(rng, cells):
     r_phi = 1 / np.sqrt(cu * cu + cv * cv)
     bx, by = np.cos(phi) * (r_phi + 0.7 * rb), np.sin(phi) * (r_phi + 0.7 * rb)
     has_bud = rb > 0
-    dbud = np.where(has_bud, np.sqrt((dx - bx) ** 2 + (dy - by) ** 2), _NO_BUD)
-    depth_b = np.where(has_bud, rb - dbud, -_NO_BUD)
-    depth = np.maximum(depth_m, depth_b)
+    depth = depth_m
+    j = np.flatnonzero(cells["budded"])  # the bud's depth, only where there is a bud
+    depth[j] = np.maximum(depth_m[j], rb[j] - np.sqrt((dx[j] - bx[j]) ** 2 + (dy[j] - by[j]) ** 2))
     occ = np.clip(depth + 0.5, 0, 1)
     # nucleus, off-centre; vacuole on the far side
     a1 = cells["a"]
@@ -407,8 +408,11 @@ def simulate_field(rng, protein, plate, params=FieldParams(), bank=None):
     for k in np.flatnonzero(weights[alive].any(axis=0)):
         idx = np.flatnonzero(alive & (weights[:, k] > 0))
         pat = _pattern(CLASSES[k], rng, g, idx, t[idx], bank)
-        pat *= (occ_sum[idx] / (pat.sum(axis=(1, 2)) + 1e-6))[:, None, None]
+        support = (pat > 0.2 * pat.max(axis=(1, 2), keepdims=True)).sum(axis=(1, 2), keepdims=True)
+        pat *= support / (pat.sum(axis=(1, 2), keepdims=True) + 1e-6)  # mean 1 where it is: a concentration
         gfp[idx] += weights[idx, k, None, None] * pat
+    # weights set concentration ratios between compartments; each cell's total is its expression
+    gfp *= (occ_sum / (gfp.sum(axis=(1, 2)) + 1e-6))[:, None, None]
     leak = (0.03 + 0.25 * t[:, 3])[:, None, None]
     gfp = (1 - leak) * gfp + leak * cyto_norm
     rfp = g["cyto"] + 0.75 * g["nuc"] + 0.3 * g["vac"]

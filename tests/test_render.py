@@ -9,7 +9,7 @@ from protrep.proteome import CLASSES, synthetic_proteome
 from protrep.render import FieldParams, PlateParams, TextureBank, _geometry, _pattern, _place_cells, simulate_field
 
 PLATE = PlateParams(gain=1.0, background_gfp=10, background_rfp=12, vignetting=0.2, defocus=0.3)
-SMALL = FieldParams(size=192)
+SMALL = FieldParams(size=256)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def _protein(proteome, cls):
 
 def test_field_shapes_and_types(proteome, bank):
     f = simulate_field(np.random.default_rng(0), proteome.iloc[0].to_dict(), PLATE, SMALL, bank)
-    assert f["image"].shape == (2, 192, 192) and f["image"].dtype == np.uint16
-    assert f["labels"].shape == (192, 192) and f["labels"].max() <= f["n_cells"]
+    assert f["image"].shape == (2, 256, 256) and f["image"].dtype == np.uint16
+    assert f["labels"].shape == (256, 256) and f["labels"].max() <= f["n_cells"]
     assert len(f["label"]) == len(f["state"]) == f["n_cells"] > 5
     assert set(np.unique(f["label"])) <= set(range(-1, len(CLASSES)))
     # camera offset: background pixels sit above the offset, cells well above it

@@ -127,3 +127,32 @@ def test_huh_mode_simulates_real_orfs(shared_data, tmp_path):
     orfs = pd.read_csv(table)["yORF"].str.upper()
     assert ds.meta["protein"].isin(orfs).all()
     assert ds.meta["protein"].nunique() == 20
+
+
+def test_ensure_dataset_reuses_only_the_same_config(tmp_path):
+    from protrep.simulate import ensure_dataset, profile_config
+
+    config = profile_config("quick", seed=1, n_proteins=None)
+    assert config.n_proteins == 45 and config.cells_per_protein == 8
+    first = ensure_dataset(tmp_path / "d", config, workers=1, progress=False)
+    assert first["reused"] is False and first["n_cells"] > 0
+    assert ensure_dataset(tmp_path / "d", config, workers=1, progress=False)["reused"] is True
+    changed = dataclasses.replace(config, seed=2)
+    assert ensure_dataset(tmp_path / "d", changed, workers=1, progress=False)["reused"] is False
+    assert SimConfig.from_dict(json.loads((tmp_path / "d" / "dataset.json").read_text())["config"]) == changed
+    with pytest.raises(ValueError, match="profile must be one of"):
+        profile_config("huge")
+    # a dataset made by other code is simulated again
+    head = tmp_path / "d" / "dataset.json"
+    head.write_text(json.dumps({**json.loads(head.read_text()), "code_version": "older"}))
+    assert ensure_dataset(tmp_path / "d", changed, workers=1, progress=False)["reused"] is False
+
+
+def test_proteins_table_round_trips_with_empty_text(tiny):
+    from protrep.render import _cell_mixture
+
+    proteins = load_proteins(tiny[0])
+    assert (proteins["secondary"] == "").any() and not proteins["secondary"].isna().any()
+    single = proteins[proteins["secondary"] == ""].iloc[0].to_dict()
+    weights, label = _cell_mixture(np.random.default_rng(0), {**single, "mislocalizing": False}, 4)
+    assert weights.sum(1).tolist() == [1.0] * 4

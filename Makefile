@@ -1,0 +1,64 @@
+# protrep: the two commands of the README, for a machine with Python 3.11 and access to
+# the package registries (PyPI).
+#
+#   make book    install if needed; run every notebook of _toc.yml (profile PROFILE) into
+#                _build/notebooks; build the HTML of the executed notebooks in _build/html
+#   make test    install if needed; run the test suite
+#
+# The install step (a .venv with the pinned requirements and protrep in editable mode)
+# runs again only when requirements.txt, constraints.txt or pyproject.toml change.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.protrep-installed
+PROFILE ?= default
+PYTEST_ARGS ?=
+
+# Tests and notebooks read the real reference data through PROTREP_SHARED_DATA when
+# ../shared/data sits beside the repository (as in CI); an absolute path, because the
+# notebooks run with book/ as their working directory.
+ifneq ($(wildcard ../shared/data/.),)
+export PROTREP_SHARED_DATA ?= $(abspath ../shared/data)
+endif
+
+.PHONY: help install book test constraints clean
+
+help:
+	@echo "make book    run the notebooks (PROFILE=$(PROFILE)) and build _build/html"
+	@echo "make test    run the test suite"
+	@echo "make install create $(VENV) and install the pinned requirements (done by both)"
+	@echo "make constraints  rewrite constraints.txt from $(VENV) after changing requirements.txt"
+	@echo "make clean   remove _build"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# `ipykernel install` points the kernel `python3` (papermill's -k python3) at this
+# venv's interpreter, whatever kernels the user has elsewhere.
+$(STAMP): requirements.txt constraints.txt pyproject.toml | $(PY)
+	$(PY) -m pip install -r requirements.txt -c constraints.txt -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (protrep)"
+	touch $@
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(PY) scripts/run_book.py run --profile $(PROFILE) --out _build/notebooks
+	$(PY) scripts/run_book.py html --executed _build/notebooks --staging _build/src --path-output .
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+constraints: $(STAMP)
+	{ sed -n '/^#/p' constraints.txt; \
+	  $(PY) -m pip freeze --all --exclude-editable | grep -v '^pip==' \
+	    | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	touch $(STAMP)
+
+clean:
+	rm -rf _build

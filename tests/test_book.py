@@ -1,0 +1,107 @@
+"""Integration test of the book: every notebook of ``_toc.yml`` runs and the HTML builds.
+
+The notebooks run with papermill in the ``quick`` profile (kernel ``python3``, working
+directory ``book/``, ``out_dir`` a temporary folder), exactly as ``make book`` runs them
+in the ``default`` profile (both use scripts/run_book.py). The book is then built from
+the executed copies into a temporary folder with warnings as errors, and the HTML is
+checked: one page per notebook, with a figure and a table, and nothing loaded from the
+network. Budget: a few minutes in all.
+"""
+
+import importlib.util
+import json
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_run_book():
+    spec = importlib.util.spec_from_file_location("run_book", ROOT / "scripts" / "run_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run_book = _load_run_book()
+
+
+class _Tags(HTMLParser):
+    """Collect ``<img src>``, ``<script src>``, ``<link href>`` and count ``<table>`` tags."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.external, self.tables = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img" and attrs.get("src"):
+            self.images.append(attrs["src"])
+        elif tag == "table":
+            self.tables += 1
+        url = attrs.get("src") if tag in ("script", "img", "iframe") else attrs.get("href") if tag == "link" else None
+        if url and (url.startswith(("http://", "https://", "//"))):
+            self.external.append(f"<{tag}> {url}")
+
+
+def _parse(path):
+    tags = _Tags()
+    tags.feed(path.read_text(encoding="utf-8"))
+    return tags
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    """Execute the notebooks (profile quick) and build the HTML; return the folders."""
+    notebooks = run_book.toc_notebooks(ROOT)  # fails clearly if an entry has no file
+    assert notebooks, "_toc.yml lists no notebook"
+    tmp = tmp_path_factory.mktemp("book")
+    results = tmp / "results"
+    executed = tmp / "notebooks"
+    start = time.perf_counter()
+    timings = run_book.run_notebooks(
+        notebooks, executed, parameters={"profile": "quick", "out_dir": str(results)}, root=ROOT
+    )
+    staging = run_book.stage_book(executed, tmp / "src", root=ROOT)
+    html = run_book.build_html(staging, tmp)
+    print("book in profile quick:", ", ".join(f"{p.name} {s:.0f} s" for p, s in timings),
+          f"; total with build {time.perf_counter() - start:.0f} s")
+    return {"notebooks": notebooks, "results": results, "html": html}
+
+
+def test_every_notebook_writes_its_results(book):
+    for nb in book["notebooks"]:
+        path = book["results"] / f"{nb.stem}.json"
+        assert path.is_file(), f"{nb.name} did not write {path.name} into out_dir"
+        assert isinstance(json.loads(path.read_text()), dict), f"{path.name} is not a JSON object"
+
+
+def test_every_notebook_page_has_a_figure_and_a_table(book):
+    html = book["html"]
+    for nb in book["notebooks"]:
+        page = html / nb.relative_to(ROOT).with_suffix(".html")
+        assert page.is_file(), f"no page for {nb.name}"
+        tags = _parse(page)
+        figures = []
+        for src in tags.images:
+            if src.startswith("data:image/png"):
+                figures.append(src)
+                continue
+            path = (page.parent / unquote(urlsplit(src).path)).resolve()
+            if path.suffix == ".png" and path.is_file() and path.stat().st_size > 0:
+                figures.append(src)
+        assert figures, f"{page.name} shows no PNG figure (images: {tags.images})"
+        assert tags.tables >= 1, f"{page.name} shows no table"
+
+
+def test_html_loads_nothing_from_the_network(book):
+    html = book["html"]
+    pages = sorted(html.rglob("*.html"))
+    assert (html / "index.html").is_file() and (html / "book" / "intro.html").is_file()
+    offending = {str(p.relative_to(html)): _parse(p).external for p in pages}
+    offending = {k: v for k, v in offending.items() if v}
+    assert not offending, f"pages load assets from the network: {offending}"
