@@ -20,10 +20,10 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .atomic import atomic_dir, atomic_file
 from .errors import DataError
+from .progress import progress as progress_bar
 
 __all__ = ["REGISTRY", "list_downloads", "download", "sha256sum", "extract_zip"]
 
@@ -228,8 +228,8 @@ def _fetch(url, dest, expected, *, progress, timeout):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_file(dest, "wb") as out:
             total = response.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                      desc=dest.name, disable=not progress, leave=False) as bar:
+            with progress_bar(total=int(total) if total else None, unit="B", unit_scale=True,
+                              desc=dest.name, disable=not progress, leave=False) as bar:
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
                     digest.update(chunk)

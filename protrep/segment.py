@@ -407,6 +407,16 @@ def segment_crop(
 # scoring
 
 
+def _compact(flat):
+    """``np.unique(flat, return_inverse=True)``, in linear time for small non-negative ids."""
+    if flat.size and flat.min() >= 0 and flat.max() < max(4 * flat.size, 1 << 16):
+        present = np.bincount(flat) > 0
+        ids = np.flatnonzero(present)
+        lut = np.cumsum(present) - 1
+        return ids, lut[flat]
+    return np.unique(flat, return_inverse=True)
+
+
 def match_labels(true_labels, pred_labels, *, iou=0.5):
     """Match predicted cells to true cells by intersection over union (IoU).
 
@@ -427,8 +437,10 @@ def match_labels(true_labels, pred_labels, *, iou=0.5):
     -------
     dict
         ``recall`` (n_matched / n_true, higher is better), ``precision``
-        (n_matched / n_pred), ``n_true``, ``n_pred``, ``n_matched`` and ``mean_iou`` (mean
-        IoU of the matched pairs). Ratios are NaN when their denominator is 0.
+        (n_matched / n_pred), ``n_true``, ``n_pred``, ``n_matched``, ``mean_iou`` (mean
+        IoU of the matched pairs) and ``pairs``, an int array (n_matched, 2) of matched
+        (true id, predicted id), sorted by true id. Ratios are NaN when their denominator
+        is 0.
 
     References
     ----------
@@ -443,8 +455,8 @@ def match_labels(true_labels, pred_labels, *, iou=0.5):
         )
     if not (np.isscalar(iou) and 0.5 <= iou <= 1.0):
         raise ValueError(f"iou must be a number in [0.5, 1] so matches are unique; got {iou!r}.")
-    t_ids, t_inv = np.unique(t.ravel(), return_inverse=True)
-    p_ids, p_inv = np.unique(p.ravel(), return_inverse=True)
+    t_ids, t_inv = _compact(t.ravel())
+    p_ids, p_inv = _compact(p.ravel())
     # index 0 of each is background when present; make it so when absent
     t_bg = bool(t_ids.size) and t_ids[0] == 0
     p_bg = bool(p_ids.size) and p_ids[0] == 0
@@ -474,8 +486,11 @@ def match_labels(true_labels, pred_labels, *, iou=0.5):
     _, first = np.unique(ti, return_index=True)
     ti, pj, pair_iou = ti[first], pj[first], pair_iou[first]
     _, first = np.unique(pj, return_index=True)
-    pair_iou = pair_iou[first]
+    ti, pj, pair_iou = ti[first], pj[first], pair_iou[first]
     n_matched = int(pair_iou.size)
+    t_full = t_ids if t_bg else np.concatenate([[0], t_ids])
+    p_full = p_ids if p_bg else np.concatenate([[0], p_ids])
+    pairs = np.stack([t_full[ti], p_full[pj]], axis=1).astype(np.int64).reshape(-1, 2)
     return {
         "recall": n_matched / n_true if n_true else float("nan"),
         "precision": n_matched / n_pred if n_pred else float("nan"),
@@ -483,6 +498,7 @@ def match_labels(true_labels, pred_labels, *, iou=0.5):
         "n_pred": int(n_pred),
         "n_matched": n_matched,
         "mean_iou": float(pair_iou.mean()) if n_matched else float("nan"),
+        "pairs": pairs[np.argsort(pairs[:, 0], kind="stable")],
     }
 
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .dataset import split_by_protein, write_dataset
 from .errors import DataError
+from .progress import progress as progress_bar
 from .proteome import CLASSES, huh2003_proteome, proteome_standards, synthetic_proteome
 from .render import FieldParams, TextureBank, plate_params, simulate_field
-from .segment import extract_crops, segment_cells
+from .segment import extract_crops, match_labels, segment_cells
 
 __all__ = ["SimConfig", "PROFILES", "profile_config", "dataset_path", "ensure_dataset", "code_version", "simulate_dataset",
            "simulate_well", "find_huh_table"]
@@ -56,8 +56,9 @@ class SimConfig:
     crop_size : int
         Side of the crops.
     field_size : int or None
-        Side of a field; None picks the smallest field (in steps of 32 px) expected to
-        give 1.2 x ``cells_per_protein`` crops, so that one field per well usually suffices.
+        Side of every field; None sizes a well's first field (in steps of 32 px) to give
+        about 1.1 x ``cells_per_protein`` crops and any further field to make up the
+        shortfall, so that few rendered cells go unused.
     max_fields_per_well : int
         Stop adding fields to a well after this many.
     wells_per_plate : int
@@ -120,15 +121,19 @@ class SimConfig:
         return cls(**d)
 
     def resolved_field_size(self):
-        """Field side used: ``field_size`` or the automatic choice."""
+        """Side of a well's first field: ``field_size`` or the automatic choice."""
         if self.field_size is not None:
             return self.field_size
+        return self.field_size_for(1.1 * self.cells_per_protein)
+
+    def field_size_for(self, n_crops):
+        """Smallest field side (a multiple of 32 px, 160 to 1024) expected to give ``n_crops`` crops."""
         p = self.imaging
-        for size in range(192, 1025, 32):
+        for size in range(160, 1025, 32):
             n_cells = p.density * size * size / (np.pi * p.cell_radius ** 2 * 0.91)
             usable = ((size - self.crop_size) / size) ** 2
             # crops per field measured at 1.15 x this model (buds segmented apart add some)
-            if 1.15 * n_cells * usable >= 1.2 * self.cells_per_protein:
+            if 1.15 * n_cells * usable >= n_crops:
                 return size
         return 1024
 
@@ -228,20 +233,6 @@ def _bank(seed):
     return _BANKS[seed]
 
 
-def _true_of_pred(true_labels, pred_labels, pred_ids):
-    """For each predicted object, the true cell it overlaps with IoU >= 0.5 (0 if none)."""
-    n_true = int(true_labels.max()) + 1
-    n_pred = int(pred_labels.max()) + 1
-    joint = np.bincount(pred_labels.ravel().astype(np.int64) * n_true + true_labels.ravel(),
-                        minlength=n_pred * n_true).reshape(n_pred, n_true)
-    area_p, area_t = joint.sum(1), joint.sum(0)
-    best = joint[:, 1:].argmax(1) + 1
-    inter = joint[np.arange(n_pred), best]
-    iou = inter / np.maximum(area_p + area_t[best] - inter, 1)
-    out = np.where(iou >= 0.5, best, 0)
-    return out[np.asarray(pred_ids, int)]
-
-
 def simulate_well(config, protein, well_index, plate):
     """Simulate, segment and crop one well.
 
@@ -254,16 +245,18 @@ def simulate_well(config, protein, well_index, plate):
         (IoU >= 0.5).
     """
     rng = np.random.default_rng([config.seed, 4, well_index])
-    params = dataclasses.replace(config.imaging, size=config.resolved_field_size())
     bank = _bank(config.seed)
     crops, masks, tables = [], [], []
     counts = {"alive": [0, 0], "dead": [0, 0], "ghost": [0, 0]}  # true cells, found
     n_kept = 0
     for f in range(config.max_fields_per_well):
-        sim = simulate_field(rng, protein, plate, params, bank)
+        size = config.resolved_field_size() if f == 0 or config.field_size else \
+            config.field_size_for(1.5 * (config.cells_per_protein - n_kept))
+        sim = simulate_field(rng, protein, plate, dataclasses.replace(config.imaging, size=size), bank)
         pred = segment_cells(sim["image"][1], min_distance=config.seg_min_distance)
         truth = sim["labels"]
-        found = _true_of_pred(truth, pred, np.unique(pred[pred > 0]))
+        pairs = match_labels(truth, pred)["pairs"]  # (true id, detected id), IoU >= 0.5
+        found = pairs[:, 0]
         for state in counts:
             ids = np.flatnonzero(sim["state"] == state) + 1
             counts[state][0] += len(ids)
@@ -271,7 +264,9 @@ def simulate_well(config, protein, well_index, plate):
         c, mk, tab = extract_crops(sim["image"], pred, size=config.crop_size)
         if len(tab) == 0:
             continue
-        true_id = _true_of_pred(truth, pred, tab["cell"].to_numpy())
+        true_of = np.zeros(int(pred.max()) + 1, int)
+        true_of[pairs[:, 1]] = pairs[:, 0]
+        true_id = true_of[tab["cell"].to_numpy()]
         has = true_id > 0
         label = np.full(len(tab), -1)
         state = np.full(len(tab), "unmatched", dtype=object)
@@ -340,7 +335,7 @@ def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, 
     plates = [plate_params(np.random.default_rng([config.seed, 3, k])) for k in range(n_plates)]
     jobs = [(config, proteins.iloc[p].to_dict(), i, plates[i // config.wells_per_plate]) for i, p in enumerate(order)]
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(jobs), desc="simulating wells", unit="well", disable=not progress, mininterval=1.0)
+    bar = progress_bar(total=len(jobs), desc="simulating wells", unit="well", disable=not progress)
     results = []
     if workers == 1:
         for j in jobs:

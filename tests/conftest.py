@@ -6,9 +6,14 @@ cleanly when it is unset or the folder is missing.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# scripts/run_book.py (the book runner) is imported by the tests as ``run_book``
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def _shared_root():

@@ -8,7 +8,6 @@ checked: one page per notebook, with a figure and a table, and nothing loaded fr
 network. Budget: a few minutes in all.
 """
 
-import importlib.util
 import json
 import time
 from html.parser import HTMLParser
@@ -20,14 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_run_book():
-    spec = importlib.util.spec_from_file_location("run_book", ROOT / "scripts" / "run_book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_book = _load_run_book()
+import run_book  # noqa: E402  (scripts/ is put on sys.path by conftest.py)
 
 
 class _Tags(HTMLParser):

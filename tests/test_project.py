@@ -3,7 +3,6 @@
 These read files only (no notebook is executed here; tests/test_book.py does that).
 """
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -17,14 +16,7 @@ BOOK = ROOT / "book"
 NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
 
 
-def _load_run_book():
-    spec = importlib.util.spec_from_file_location("run_book", ROOT / "scripts" / "run_book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_book = _load_run_book()
+import run_book  # noqa: E402  (scripts/ is put on sys.path by conftest.py)
 
 
 def _normalize(name):

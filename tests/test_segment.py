@@ -190,6 +190,7 @@ def test_match_labels_hand_worked():
     pred[6:10, 6:10] = 9  # 16 px, overlap 4, union 16: IoU 0.25 -> missed
     pred[10:12, 0:2] = 3  # a false positive
     got = match_labels(true, pred)
+    assert got.pop("pairs").tolist() == [[1, 5]]
     assert got == {
         "recall": 0.5,
         "precision": pytest.approx(1 / 3),
@@ -256,7 +257,10 @@ def test_match_labels_properties(labels, seed):
     other = rng.integers(0, 5, labels.shape)
     a = match_labels(labels, other, iou=0.51)
     b = match_labels(perm[labels], other, iou=0.51)
+    pa, pb = a.pop("pairs"), b.pop("pairs")
     assert a == b or (a["n_matched"] == b["n_matched"] == 0)
+    assert sorted(map(tuple, pb)) == sorted((perm[t], p) for t, p in pa)
+    assert (self_match["pairs"][:, 0] == self_match["pairs"][:, 1]).all()
     assert a["n_matched"] == _match_brute_force(labels, other, 0.51)
 
 
@@ -407,3 +411,15 @@ def test_segment_crop_on_real_crops(shared_data):
         assert mask[28:36, 28:36].any()  # the crop's own cell, at its centre
         diam.append(2 * np.sqrt(mask.sum() / np.pi))
     assert 30 < np.median(diam) < 45
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([3, 50, 70000, 2**40]), st.booleans())
+def test_compact_equals_unique(seed, high, negative):
+    from protrep.segment import _compact
+
+    rng = np.random.default_rng(seed)
+    flat = rng.integers(-5 if negative else 0, high, 500)
+    ids, inv = _compact(flat)
+    ref_ids, ref_inv = np.unique(flat, return_inverse=True)
+    assert np.array_equal(ids, ref_ids) and np.array_equal(inv, ref_inv)

@@ -117,6 +117,8 @@ def test_config_round_trip_and_unknown_keys():
 def test_field_size_grows_with_cells_per_protein():
     sizes = [SimConfig(cells_per_protein=k).resolved_field_size() for k in (5, 30, 120)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert SimConfig(field_size=320).resolved_field_size() == 320
+    assert SimConfig().field_size_for(2) == 160 and SimConfig().field_size_for(3) == 192 and SimConfig().field_size_for(10 ** 6) == 1024
 
 
 def test_huh_mode_simulates_real_orfs(shared_data, tmp_path):
