@@ -1,4 +1,4 @@
-"""Command line: ``protrep simulate | inspect | download``.
+"""Command line: ``protrep simulate | inspect | train | embed | predict | download``.
 
 Every command turns bad input (:class:`protrep.errors.DataError`, ``FileExistsError``,
 ``ValueError``) into one line on stderr naming the file and the problem, and exit code 2.
@@ -56,6 +56,58 @@ def _download(args):
         print(path)
 
 
+def _train(args):
+    from .models import ModelConfig
+    from .readers import open_dataset
+    from .train import TrainConfig, train
+
+    ds = open_dataset(args.data)
+    model_config = ModelConfig(name=args.model, n_classes=len(ds.classes) or 15, image_size=ds.images.shape[-1],
+                               width=args.width, feature_layer=args.feature_layer)
+    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                               seed=args.seed, device=args.device, max_steps=args.max_steps)
+    history = train(model_config, train_config, ds, args.out, resume=args.resume, overwrite=args.overwrite,
+                    progress=not args.quiet)
+    print(history.to_string(index=False))
+
+
+def _embed(args):
+    from .inference import embed_cells, embedding_tables, feature_columns, protein_table_path, write_table
+    from .readers import open_dataset
+    from .train import check_compatible, load_run, resolve_device
+
+    device = resolve_device(args.device)
+    model, info = load_run(args.run, device=device)
+    ds = open_dataset(args.data)
+    check_compatible(ds, model.config)
+    cells, proteins = embedding_tables(ds, embed_cells(model, ds, layer=args.layer, device=device))
+    write_table(cells, args.out)
+    write_table(proteins, protein_table_path(args.out))
+    print(f"{len(cells)} cells x {len(feature_columns(cells))} features -> "
+          f"{args.out}; {len(proteins)} proteins -> {protein_table_path(args.out)}")
+
+
+def _predict(args):
+    from pathlib import Path
+
+    from .inference import predict_cells, protein_distributions, write_table
+    from .readers import open_dataset
+    from .train import check_compatible, load_run, resolve_device
+
+    device = resolve_device(args.device)
+    model, info = load_run(args.run, device=device)
+    ds = open_dataset(args.data)
+    check_compatible(ds, model.config)
+    table = protein_distributions(ds, predict_cells(model, ds, device=device), info["classes"])
+    out = Path(args.out) if args.out else Path(args.run) / f"predictions-{Path(args.data).name}.csv"
+    write_table(table, out)
+    shown = table[["protein", "n_cells", "top_class"]].copy()
+    top3 = table[info["classes"]].apply(lambda r: ", ".join(f"{k} {v:.2f}" for k, v in r.nlargest(3).items()), axis=1)
+    shown["top three"] = top3
+    print(shown.to_string(index=False))
+    print(f"\nfull distributions: {out}")
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="protrep", description="Protein representations from single-cell microscopy.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
@@ -81,6 +133,39 @@ def _parser():
     i.add_argument("path", help="protrep-cells folder, DeepLoc HDF5, crop folder or HPA crop folder")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_inspect)
+
+    t = sub.add_parser("train", help="train a model (deeploc, pci, ae) on a dataset's train split")
+    t.add_argument("--model", required=True, choices=["deeploc", "pci", "ae"])
+    t.add_argument("--data", required=True, help="dataset with a split column (e.g. from protrep simulate)")
+    t.add_argument("--out", required=True, help="run directory (checkpoints, history, run.json)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--width", type=float, default=1.0, help="width multiplier (0.25 for CPU runs)")
+    t.add_argument("--feature-layer", help="layer used for embeddings (default: the model's)")
+    t.add_argument("--patience", type=int, default=3, help="early stopping: epochs without a lower validation loss")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    t.add_argument("--max-steps", type=int, help="stop after this many steps (smoke tests)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    t.add_argument("--overwrite", action="store_true", help="start again in a directory that holds another run")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("embed", help="per-cell and per-protein embeddings of a dataset with a trained run")
+    e.add_argument("--run", required=True)
+    e.add_argument("--data", required=True, help="any dataset protrep reads (gfp + rfp crops)")
+    e.add_argument("--out", required=True, help="cell table .csv/.csv.gz/.parquet; proteins go to <stem>.proteins.*")
+    e.add_argument("--layer", help="feature layer (default: the run's)")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=_embed)
+
+    r = sub.add_parser("predict", help="per-protein predicted localization distribution (deeploc runs)")
+    r.add_argument("--run", required=True)
+    r.add_argument("--data", required=True, help="any dataset protrep reads, e.g. a folder of real crops")
+    r.add_argument("--out", help="CSV of the distributions (default: RUN/predictions-<data name>.csv)")
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=_predict)
 
     d = sub.add_parser("download", help="download public originals (URLs and checksums are built in)")
     d.add_argument("names", nargs="*", help="what to download; none lists what is available")

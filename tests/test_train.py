@@ -1,0 +1,161 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from protrep.dataset import CellDataset, load_dataset
+from protrep.errors import DataError
+from protrep.inference import (embed_cells, embedding_tables, feature_columns, predict_cells,
+                               protein_distributions, protein_table_path, read_table, write_table)
+from protrep.models import REGISTRY, ModelConfig
+from protrep.simulate import profile_config, simulate_dataset
+from protrep.train import TrainConfig, load_run, train
+
+FAST = TrainConfig(epochs=2, batch_size=16, max_steps=6, warmup_steps=2, seed=3, eval_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "ds"
+    simulate_dataset(path, profile_config("quick", seed=5), workers=1, progress=False)
+    return load_dataset(path)
+
+
+def _model(name):
+    return ModelConfig(name=name, width=0.125, latent_dim=32)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_model_trains_a_few_steps(name, data, tmp_path):
+    history = train(_model(name), FAST, data, tmp_path / name, progress=False)
+    assert len(history) >= 1 and np.isfinite(history["train_loss"]).all() and np.isfinite(history["val_loss"]).all()
+    assert {"run.json", "checkpoint.pt", "best.pt", "history.csv"} <= {p.name for p in (tmp_path / name).iterdir()}
+    model, info = load_run(tmp_path / name)
+    assert info["model"]["name"] == name and not model.training
+    if name == "deeploc":
+        assert 0 <= history["val_accuracy"].iloc[-1] <= 1
+
+
+def _weights(run):
+    return torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+
+
+def test_resume_after_interrupt_gives_the_same_numbers(data, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=16, max_steps=8, warmup_steps=2, seed=1, patience=0)
+    whole = train(_model("deeploc"), config, data, tmp_path / "whole", progress=False)
+
+    def stop_at_5(state):
+        if state["global_step"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_model("deeploc"), config, data, tmp_path / "cut", progress=False, callback=stop_at_5)
+    with pytest.raises(DataError, match="--resume"):
+        train(_model("deeploc"), config, data, tmp_path / "cut", progress=False)
+    resumed = train(_model("deeploc"), config, data, tmp_path / "cut", progress=False, resume=True)
+    cols = ["epoch", "global_step", "train_loss", "val_loss", "val_accuracy", "lr"]
+    pd.testing.assert_frame_equal(whole[cols], resumed[cols])
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_run_and_early_stopping(data, tmp_path):
+    frozen = TrainConfig(epochs=5, batch_size=16, max_steps=40, lr=0.0, warmup_steps=1, patience=1, seed=2)
+    h1 = train(_model("ae"), frozen, data, tmp_path / "a", progress=False)
+    h2 = train(_model("ae"), frozen, data, tmp_path / "b", progress=False)
+    assert len(h1) == 2  # no improvement with lr = 0: stops after `patience` epochs without one
+    pd.testing.assert_series_equal(h1["val_loss"], h2["val_loss"])
+    assert (tmp_path / "a" / "history.csv").is_file()
+
+
+def test_run_directory_errors(data, tmp_path):
+    train(_model("ae"), FAST, data, tmp_path / "r", progress=False)
+    other = TrainConfig(**{**FAST.to_dict(), "lr": 0.5})
+    with pytest.raises(DataError, match="different run"):
+        train(_model("ae"), other, data, tmp_path / "r", progress=False)
+    train(_model("ae"), other, data, tmp_path / "r", progress=False, overwrite=True)
+    (tmp_path / "r" / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="best.pt: corrupt or truncated checkpoint"):
+        load_run(tmp_path / "r")
+    with pytest.raises(DataError, match="not a training run"):
+        load_run(tmp_path)
+
+
+def test_dataset_that_does_not_fit_the_model_is_named(data, tmp_path):
+    three = CellDataset(np.zeros((4, 3, 64, 64), np.float32),
+                        pd.DataFrame({"protein": list("abcd"), "split": "train", "label": 0}),
+                        ("gfp", "rfp", "dapi"), source="three.h5")
+    with pytest.raises(DataError, match="three.h5: has 3 channels"):
+        train(_model("ae"), FAST, three, tmp_path / "x", progress=False)
+    small = CellDataset(np.zeros((4, 2, 32, 32), np.float32), three.meta, ("gfp", "rfp"), source="small")
+    with pytest.raises(DataError, match="32 x 32|\\(32, 32\\)"):
+        train(_model("ae"), FAST, small, tmp_path / "x", progress=False)
+    unlabelled = CellDataset(np.zeros((4, 2, 64, 64), np.float32), three.meta.assign(label=-1), ("gfp", "rfp"),
+                             source="unlabelled")
+    with pytest.raises(DataError, match="no localization labels"):
+        train(_model("deeploc"), FAST, unlabelled, tmp_path / "x", progress=False)
+
+
+def test_embeddings_and_predictions(data, tmp_path):
+    train(_model("deeploc"), FAST, data, tmp_path / "d", progress=False)
+    model, info = load_run(tmp_path / "d")
+    feats = embed_cells(model, data, batch_size=50)
+    assert feats.shape[0] == len(data) and np.isfinite(feats).all()
+    cells, proteins = embedding_tables(data, feats)
+    first = proteins["protein"].iloc[0]
+    cols = feature_columns(cells)
+    assert len(cols) == feats.shape[1] and "field" in cells
+    assert np.allclose(proteins.loc[0, cols].to_numpy(float), cells.loc[cells["protein"] == first, cols].mean().to_numpy())
+    assert proteins["n_cells"].sum() == len(data)
+    probs = predict_cells(model, data)
+    dist = protein_distributions(data, probs, info["classes"])
+    assert np.allclose(dist[info["classes"]].sum(axis=1), 1, atol=1e-5)
+    assert set(dist["top_class"]) <= set(info["classes"])
+    path = write_table(proteins, tmp_path / "emb.csv.gz")
+    back = read_table(path)
+    assert np.allclose(back[cols].to_numpy(), proteins[cols].to_numpy(), rtol=1e-5)
+    assert protein_table_path("x/emb.parquet").name == "emb.proteins.parquet"
+    with pytest.raises(ValueError, match="csv"):
+        write_table(proteins, tmp_path / "emb.txt")
+
+
+def test_cli_train_embed_predict(data, tmp_path, capsys):
+    from protrep.cli import main
+
+    src = data.source
+    run = tmp_path / "run"
+    assert main(["train", "--model", "deeploc", "--data", src, "--out", str(run), "--width", "0.125",
+                 "--batch-size", "16", "--max-steps", "3", "--epochs", "1", "--quiet"]) == 0
+    assert main(["embed", "--run", str(run), "--data", src, "--out", str(tmp_path / "e.csv")]) == 0
+    assert read_table(tmp_path / "e.proteins.csv")["protein"].nunique() == data.meta["protein"].nunique()
+    assert main(["predict", "--run", str(run), "--data", src, "--out", str(tmp_path / "p.csv")]) == 0
+    assert "top_class" in capsys.readouterr().out or (tmp_path / "p.csv").is_file()
+    assert main(["embed", "--run", str(tmp_path / "nope"), "--data", src, "--out", str(tmp_path / "e.csv")]) == 2
+
+
+def test_predict_on_real_crops(data, tmp_path, shared_data):
+    from protrep.readers import read_crop_folder
+
+    train(_model("deeploc"), FAST, data, tmp_path / "d", progress=False)
+    model, info = load_run(tmp_path / "d")
+    real = read_crop_folder(shared_data / "yeast-crops")
+    dist = protein_distributions(real, predict_cells(model, real), info["classes"])
+    assert list(dist["protein"]) == ["AAC1", "AAH1", "AAP1"]
+
+
+def test_distributed_training_with_two_cpu_processes(data, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "protrep", "train", "--model", "ae", "--data", data.source, "--out", str(run), "--width", "0.125",
+           "--batch-size", "16", "--max-steps", "4", "--epochs", "1", "--quiet", "--device", "cpu"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 1 and np.isfinite(history["train_loss"]).all()
+    assert json.loads((run / "run.json").read_text())["model"]["name"] == "ae"
