@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, read_json
 from .errors import DataError
 
 __all__ = [
@@ -251,12 +251,7 @@ def write_dataset(path, images, masks, cells, proteins, *, channels, classes, st
 def _read_header(path):
     path = Path(path)
     head = path / "dataset.json"
-    if not head.is_file():
-        raise DataError(path, "not a protrep-cells dataset (no dataset.json)")
-    try:
-        header = json.loads(head.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(head, f"corrupt JSON ({e})") from None
+    header = read_json(head, missing="not a protrep-cells dataset (no dataset.json)")
     if header.get("format") != FORMAT_NAME:
         raise DataError(head, f"format is {header.get('format')!r}, expected {FORMAT_NAME!r}")
     if header.get("version") != FORMAT_VERSION:

@@ -26,7 +26,7 @@ from .atomic import atomic_file
 from .batches import percentile_stretch
 from .errors import DataError
 
-__all__ = ["embed_cells", "predict_cells", "embedding_tables", "feature_columns", "protein_distributions",
+__all__ = ["embed_cells", "predict_cells", "forward_examples", "embedding_tables", "feature_columns", "protein_distributions",
            "write_table", "read_table", "protein_table_path"]
 
 _CELL_META = ["protein", "plate", "well", "field", "cell", "split", "label"]
@@ -39,10 +39,19 @@ def _batches(ds, batch_size, device):
 
 
 @torch.no_grad()
-def embed_cells(model, ds, *, layer=None, batch_size=256, device="cpu"):
-    """Features of every cell of ``ds`` (per-cell percentile stretch first), shape (n, d) float32."""
+def embed_cells(model, ds, *, layer=None, crops="five", batch_size=256, device="cpu"):
+    """Features of every cell of ``ds`` (per-cell percentile stretch first), shape (n, d) float32.
+
+    ``crops``: for models trained on crops (DeepLoc), ``"five"`` averages the features of
+    the centre and corner crops, ``"centre"`` uses the centre crop only (5x cheaper).
+    """
+    from .batches import center_crop
+
+    if crops not in ("five", "centre"):
+        raise ValueError(f"crops must be 'five' or 'centre', got {crops!r}")
     model = model.to(device).eval()
-    out = [model.embed(x, layer).float().cpu().numpy() for x in _batches(ds, batch_size, device)]
+    size = model.train_crop if crops == "centre" else None
+    out = [model.embed(center_crop(x, size), layer).float().cpu().numpy() for x in _batches(ds, batch_size, device)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -54,6 +63,29 @@ def predict_cells(model, ds, *, batch_size=256, device="cpu"):
     model = model.to(device).eval()
     out = [model.predict_proba(x).float().cpu().numpy() for x in _batches(ds, batch_size, device)]
     return np.concatenate(out)
+
+
+@torch.no_grad()
+def forward_examples(model, ds, index, *, seed=0, device="cpu"):
+    """Run the model on cells ``index`` (with partner cells of the same protein) in eval mode.
+
+    For looking at what a model does: returns a dict of numpy arrays, ``image`` and
+    ``partner`` (the normalised inputs) and every array the model's ``forward`` returns
+    (e.g. ``prediction`` for Paired Cell Inpainting, ``reconstruction`` for the
+    autoencoder), centre-cropped to the model's training crop where it has one.
+    """
+    from .batches import CellTensors, center_crop, step_generator
+
+    model = model.to(device).eval()
+    index = np.asarray(index)
+    proteins = ds.meta["protein"].to_numpy()
+    keep = np.flatnonzero(np.isin(proteins, proteins[index]))  # only the proteins involved, for partners
+    cells = CellTensors.from_dataset(ds, keep, device=device)
+    batch = cells.batch(np.searchsorted(keep, index), step_generator(seed, 0, 0, stream=3))
+    batch = {k: center_crop(v, model.train_crop) if k in ("image", "partner") else v for k, v in batch.items()}
+    out = model(batch)
+    result = {"image": batch["image"], "partner": batch["partner"], **{k: v for k, v in out.items() if v.ndim > 0}}
+    return {k: v.float().cpu().numpy() for k, v in result.items()}
 
 
 def embedding_tables(ds, features):

@@ -3,7 +3,8 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["composite", "montage", "class_montage", "outlines", "bar_counts"]
+__all__ = ["composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
+           "distributions"]
 
 
 def _stretch(x, lo=0.5, hi=99.8):
@@ -116,4 +117,67 @@ def bar_counts(counts, *, ax=None, title=None, color="C0", log=False):
     if title:
         ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=8)
+    return ax
+
+
+def training_curves(history, *, ax=None, title=None):
+    """Train and validation loss per epoch (and validation accuracy on a twin axis if present)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history["epoch"], history["train_loss"], "o-", label="train loss")
+    ax.plot(history["epoch"], history["val_loss"], "s-", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    lines, labels = ax.get_legend_handles_labels()
+    if "val_accuracy" in history and history["val_accuracy"].notna().any():
+        twin = ax.twinx()
+        twin.plot(history["epoch"], history["val_accuracy"], "^--", color="C2", label="validation accuracy")
+        twin.set_ylabel("accuracy")
+        twin.set_ylim(0, 1)
+        l2, lab2 = twin.get_legend_handles_labels()
+        lines, labels = lines + l2, labels + lab2
+    ax.legend(lines, labels, fontsize=8, loc="center right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def confusion(matrix, *, ax=None, title=None):
+    """Row-normalised confusion matrix (DataFrame: rows true, columns predicted) as a heat map."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    counts = matrix.to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = counts / counts.sum(1, keepdims=True)
+    im = ax.imshow(np.nan_to_num(frac), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(matrix.columns)))
+    ax.set_xticklabels(matrix.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(matrix.index)))
+    ax.set_yticklabels(matrix.index, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    plt.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def distributions(table, classes, *, ax=None, title=None, top=6):
+    """Stacked bars of per-protein class distributions (rows of ``table``; columns ``classes``)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.5 * len(table) + 1))
+    data = table[list(classes)].to_numpy(float)
+    order = np.argsort(-data.sum(0))[:top]
+    left = np.zeros(len(table))
+    labels = table["protein"].astype(str).tolist()
+    for j, k in enumerate(order):
+        ax.barh(labels, data[:, k], left=left, color=f"C{j}", label=classes[k])
+        left += data[:, k]
+    ax.barh(labels, 1 - left, left=left, color="lightgrey", label="other classes")
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean predicted probability over the protein's cells")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
     return ax

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import read_json
+from .config import from_dict
 from .dataset import split_by_protein, write_dataset
 from .errors import DataError
 from .progress import progress as progress_bar
@@ -109,16 +111,9 @@ class SimConfig:
     def from_dict(cls, d):
         """Rebuild from :meth:`to_dict`; unknown keys raise ``ValueError``."""
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown SimConfig keys {sorted(unknown)}; known: {sorted(known)}")
         if isinstance(d.get("imaging"), dict):
-            img_known = {f.name for f in dataclasses.fields(FieldParams)}
-            bad = set(d["imaging"]) - img_known
-            if bad:
-                raise ValueError(f"unknown imaging keys {sorted(bad)}; known: {sorted(img_known)}")
-        return cls(**d)
+            d["imaging"] = from_dict(FieldParams, d["imaging"])
+        return from_dict(cls, d)
 
     def resolved_field_size(self):
         """Side of a well's first field: ``field_size`` or the automatic choice."""
@@ -188,21 +183,19 @@ def ensure_dataset(path, config, *, workers=None, progress=True):
         The dataset's ``dataset.json`` header (config, counts, segmentation recall) and
         ``reused`` (True if nothing had to be simulated).
     """
-    import json
-
     path = Path(path)
     head = path / "dataset.json"
     if head.is_file():
         try:
-            header = json.loads(head.read_text())
+            header = read_json(head, missing="no dataset.json")
             same_code = header.get("code_version") == code_version()
             if same_code and SimConfig.from_dict(header.get("config", {})) == config:
                 return {**header, "reused": True}
-        except (json.JSONDecodeError, TypeError, ValueError):
+        except (DataError, TypeError, ValueError):
             pass
         log.info("%s holds a dataset of another config or code version; simulating it again", path)
     simulate_dataset(path, config, workers=workers, overwrite=True, progress=progress)
-    return {**json.loads(head.read_text()), "reused": False}
+    return {**read_json(head, missing="no dataset.json"), "reused": False}
 
 
 def find_huh_table(path=None):

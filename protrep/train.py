@@ -20,7 +20,6 @@ computes the same numbers as an uninterrupted one (on CPU, where kernels are det
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -33,7 +32,8 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .atomic import atomic_file
+from .atomic import atomic_file, read_json, write_json
+from .config import from_dict
 from .batches import CellTensors, augment, center_crop, step_generator
 from .errors import DataError
 from .models import ModelConfig, build_model
@@ -95,11 +95,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d):
         """Rebuild from :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 def run_path(data_dir, model, profile="default"):
@@ -210,10 +206,7 @@ def _prepare_run_dir(out, run_info, *, resume, overwrite):
     out = Path(out)
     spec = out / "run.json"
     if spec.exists():
-        try:
-            old = json.loads(spec.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(spec, f"corrupt run description ({e})") from None
+        old = read_json(spec, missing="no run.json")
         same = {k: old.get(k) for k in ("model", "train", "data")} == {k: run_info[k] for k in ("model", "train", "data")}
         if not same and not overwrite:
             raise DataError(out, "already holds a different run (model, training or data differ); "
@@ -223,9 +216,7 @@ def _prepare_run_dir(out, run_info, *, resume, overwrite):
         if overwrite and not same:
             for name in ("checkpoint.pt", "best.pt", "history.csv"):
                 (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_file(spec, "w") as f:
-        f.write(json.dumps(run_info, indent=2) + "\n")
+    write_json(spec, run_info)
     return out
 
 
@@ -412,13 +403,7 @@ def load_run(run, *, which="best", device="cpu"):
         The run's ``run.json``.
     """
     run = Path(run)
-    spec = run / "run.json"
-    if not spec.is_file():
-        raise DataError(run, "not a training run (no run.json); train one with `protrep train`")
-    try:
-        info = json.loads(spec.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(spec, f"corrupt run description ({e})") from None
+    info = read_json(run / "run.json", missing="not a training run (no run.json); train one with `protrep train`")
     path = run / "best.pt" if which == "best" and (run / "best.pt").exists() else run / "checkpoint.pt"
     ckpt = _load_checkpoint(path)
     model = build_model(ModelConfig.from_dict(info["model"]))

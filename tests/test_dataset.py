@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,9 @@ def test_atomic_file_and_dir_leave_nothing_on_failure(tmp_path):
     with atomic_file(tmp_path / "a.txt", "w") as f:
         f.write("whole")
     assert (tmp_path / "a.txt").read_text() == "whole"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
     with pytest.raises(RuntimeError):
         with atomic_dir(tmp_path / "d") as d:
             (d / "x").write_text("1")

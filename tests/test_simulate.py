@@ -108,7 +108,7 @@ def test_config_round_trip_and_unknown_keys():
     assert SimConfig.from_dict(json.loads(json.dumps(d))) == TINY
     with pytest.raises(ValueError, match="unknown SimConfig keys"):
         SimConfig.from_dict({**d, "n_protein": 3})
-    with pytest.raises(ValueError, match="unknown imaging keys"):
+    with pytest.raises(ValueError, match="unknown FieldParams keys"):
         SimConfig.from_dict({**d, "imaging": {"psf": 1}})
     with pytest.raises(ValueError, match="proteome"):
         SimConfig(proteome="human")

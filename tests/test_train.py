@@ -106,6 +106,10 @@ def test_embeddings_and_predictions(data, tmp_path):
     model, info = load_run(tmp_path / "d")
     feats = embed_cells(model, data, batch_size=50)
     assert feats.shape[0] == len(data) and np.isfinite(feats).all()
+    centre = embed_cells(model, data, crops="centre")
+    assert centre.shape == feats.shape and not np.allclose(centre, feats)
+    with pytest.raises(ValueError, match="crops"):
+        embed_cells(model, data, crops="all")
     cells, proteins = embedding_tables(data, feats)
     first = proteins["protein"].iloc[0]
     cols = feature_columns(cells)
@@ -159,3 +163,15 @@ def test_distributed_training_with_two_cpu_processes(data, tmp_path):
     history = pd.read_csv(run / "history.csv")
     assert len(history) == 1 and np.isfinite(history["train_loss"]).all()
     assert json.loads((run / "run.json").read_text())["model"]["name"] == "ae"
+
+
+def test_forward_examples_show_what_the_model_outputs(data, tmp_path):
+    from protrep.inference import forward_examples
+
+    train(_model("pci"), FAST, data, tmp_path / "p", progress=False)
+    model, _ = load_run(tmp_path / "p")
+    ex = forward_examples(model, data, [0, 5, 9])
+    assert ex["image"].shape == ex["partner"].shape == (3, 2, 64, 64)
+    assert ex["prediction"].shape == (3, 1, 64, 64) and np.isfinite(ex["prediction"]).all()
+    assert data.meta.groupby("protein").size().min() > 1  # so every partner is another cell
+    assert all(not np.allclose(ex["image"][i], ex["partner"][i]) for i in range(3))

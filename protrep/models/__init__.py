@@ -52,6 +52,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..config import from_dict
+
 __all__ = [
     "ModelConfig",
     "REGISTRY",
@@ -115,13 +117,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d):
         """Rebuild a config from :meth:`to_dict`'s output; unknown keys raise ValueError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys are {sorted(known)}")
         if "name" not in d:
             raise ValueError("ModelConfig needs a 'name'")
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 # ---------------------------------------------------------------------------------------

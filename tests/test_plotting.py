@@ -1,0 +1,38 @@
+import matplotlib
+
+matplotlib.use("Agg")  # tests only; the notebooks keep the inline backend
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from protrep import plotting  # noqa: E402
+
+
+def test_plot_functions_draw_on_the_given_axes():
+    rng = np.random.default_rng(0)
+    images = rng.random((12, 2, 16, 16))
+    fig, axes = plt.subplots(2, 4)
+    assert plotting.montage(images, ncols=4, titles=list("abcdefghijkl"), ax=axes[0, 0]) is axes[0, 0]
+    assert plotting.class_montage(images, np.arange(12) % 3, ["a", "b", "c"], per_class=2, ax=axes[0, 1]) is axes[0, 1]
+    labels = np.zeros((16, 16), int)
+    labels[4:8, 4:8] = 1
+    assert plotting.outlines(images[0, 0], labels, points=[[5, 5]], ax=axes[0, 2]) is axes[0, 2]
+    assert plotting.bar_counts(pd.Series([3, 1], index=["x", "y"]), ax=axes[0, 3]) is axes[0, 3]
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "val_accuracy": [0.3, 0.6]})
+    assert plotting.training_curves(history, ax=axes[1, 0]) is axes[1, 0]
+    cm = pd.DataFrame([[3, 1], [0, 2]], index=["a", "b"], columns=["a", "b"])
+    assert plotting.confusion(cm, ax=axes[1, 1]) is axes[1, 1]
+    dist = pd.DataFrame({"protein": ["P1", "P2"], "a": [0.7, 0.2], "b": [0.3, 0.8]})
+    assert plotting.distributions(dist, ["a", "b"], ax=axes[1, 2]) is axes[1, 2]
+    plt.close(fig)
+
+
+def test_composite_colours_gfp_green_and_rfp_magenta():
+    crop = np.zeros((2, 4, 4))
+    crop[0, 0, 0] = 1  # GFP only
+    crop[1, 3, 3] = 1  # RFP only
+    rgb = plotting.composite(crop)
+    assert rgb.shape == (4, 4, 3)
+    assert rgb[0, 0, 1] == 1 and rgb[0, 0, 0] == 0
+    assert rgb[3, 3, 0] > 0 and rgb[3, 3, 2] > 0 and rgb[3, 3, 1] == 0
