@@ -1,4 +1,4 @@
-"""Command line: ``protrep simulate | inspect | train | embed | predict | download``.
+"""Command line: ``protrep simulate | inspect | train | embed | predict | evaluate | download``.
 
 Every command turns bad input (:class:`protrep.errors.DataError`, ``FileExistsError``,
 ``ValueError``) into one line on stderr naming the file and the problem, and exit code 2.
@@ -108,6 +108,43 @@ def _predict(args):
     print(f"\nfull distributions: {out}")
 
 
+def _evaluate(args):
+    from pathlib import Path
+
+    from .atomic import write_json
+    from .errors import DataError
+    from .functional import _overlap_message, evaluate, read_embedding
+    from .inference import feature_columns
+    from .standards import load_standards
+
+    embedding = read_embedding(args.embeddings)  # a per-cell table is averaged per protein
+    standards = load_standards(args.standards)
+    named = sorted(set().union(*(set(s["protein"].astype(str)) for s in standards.values())))
+    if not embedding["protein"].isin(named).any():
+        raise DataError(args.embeddings,
+                        _overlap_message(embedding["protein"], named, f"standards of {args.standards}"))
+    method = Path(args.embeddings).name
+    table = evaluate({method: embedding}, standards, n_boot=args.n_boot, seed=args.seed, standardize=args.standardize,
+                     progress=not args.quiet, min_size=args.min_size, max_size=args.max_size,
+                     max_fraction=args.max_fraction)
+    shown = table[["standard"]].copy()
+    shown["AP [95% CI]"] = [f"{r.ap:.3f} [{r.ap_low:.3f}, {r.ap_high:.3f}]" for r in table.itertuples()]
+    shown["maxF1"] = table["max_f1"].map("{:.3f}".format)
+    shown["n proteins"] = table["n_proteins"]
+    shown["prevalence"] = table["prevalence"].map("{:.4f}".format)
+    print(f"{method}: {len(embedding)} proteins x {len(feature_columns(embedding))} features, cosine similarity"
+          f"{' of z-scored features' if args.standardize else ''}, {args.n_boot} bootstrap replicates")
+    print(shown.to_string(index=False))
+    if args.out:
+        records = [{k: None if v != v else v for k, v in row.items()}  # NaN -> null: strict JSON
+                   for row in table.astype(object).to_dict("records")]
+        write_json(args.out, {"embeddings": str(args.embeddings), "standards": str(args.standards),
+                              "standardize": args.standardize, "n_boot": args.n_boot, "seed": args.seed,
+                              "min_size": args.min_size, "max_size": args.max_size,
+                              "max_fraction": args.max_fraction, "results": records})
+        print(f"\nresults: {args.out}")
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="protrep", description="Protein representations from single-cell microscopy.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
@@ -173,6 +210,24 @@ def _parser():
     d.add_argument("--force", action="store_true", help="download again even if present")
     d.add_argument("--list", action="store_true", help="list what can be downloaded")
     d.set_defaults(func=_download)
+
+    v = sub.add_parser("evaluate", help="functional AP of a protein embedding on annotation standards (protein pairs)")
+    v.add_argument("--embeddings", required=True,
+                   help="embedding table (.csv/.csv.gz/.parquet: protein + f0000...; per-cell tables are averaged "
+                        "per protein)")
+    v.add_argument("--standards", required=True,
+                   help="standards folder: a simulated dataset (or its standards/), or the yeast standards folder")
+    v.add_argument("--standardize", action="store_true", help="z-score every feature across proteins first")
+    v.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates over proteins (0: no interval)")
+    v.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    v.add_argument("--min-size", type=int, default=2, help="drop terms with fewer of the embedding's proteins")
+    v.add_argument("--max-size", type=int, help="drop terms with more of the embedding's proteins")
+    v.add_argument("--max-fraction", type=float,
+                   help="drop terms covering more than this fraction of the annotated proteins (e.g. 0.2 for GO slim "
+                        "cytoplasm)")
+    v.add_argument("--out", help="write the results (and these options) as JSON")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=_evaluate)
     return p
 
 
