@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
-           "distributions"]
+           "distributions", "ap_bars"]
 
 
 def _stretch(x, lo=0.5, hi=99.8):
@@ -180,4 +180,45 @@ def distributions(table, classes, *, ax=None, title=None, top=6):
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     if title:
         ax.set_title(title, fontsize=10)
+    return ax
+
+
+def ap_bars(table, *, methods, standards, relative=False, ax=None, title=None):
+    """Grouped bars of average precision per standard and method, with bootstrap intervals.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Long table of :func:`protrep.functional.evaluate` (``method``, ``standard``, ``ap``,
+        ``ap_low``, ``ap_high``, ``prevalence``).
+    methods, standards : sequence of str
+        Bar order within a group, and group order.
+    relative : bool
+        Plot AP divided by the standard's prevalence (the AP of a random ranking) on a log
+        axis, so that scales with few positive pairs are as readable as the others; the
+        dashed line is then 1. Otherwise plot AP with the prevalence as a dashed line.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(methods)
+    prev = table.groupby("standard")["prevalence"].first().reindex(standards)
+    scale = prev.to_numpy() if relative else np.ones(len(standards))
+    for k, m in enumerate(methods):
+        rows = table[table["method"] == m].set_index("standard").reindex(standards)
+        x = np.arange(len(standards)) + (k - len(methods) / 2 + 0.5) * width
+        y = rows["ap"].to_numpy() / scale
+        err = np.abs(np.stack([y - rows["ap_low"].to_numpy() / scale, rows["ap_high"].to_numpy() / scale - y]))
+        ax.bar(x, y, width, yerr=err, capsize=2, label=m, color=f"C{k}")
+    for i, v in enumerate(np.ones(len(standards)) if relative else prev):
+        ax.hlines(v, i - 0.45, i + 0.45, colors="k", linestyles="dashed", linewidth=1)
+    ax.set_xticks(range(len(standards)))
+    ax.set_xticklabels(standards)
+    if relative:
+        ax.set_yscale("log")
+        ax.set_ylabel("AP / share of positive pairs")
+    else:
+        ax.set_ylabel("average precision")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=4)
     return ax

@@ -36,3 +36,15 @@ def test_composite_colours_gfp_green_and_rfp_magenta():
     assert rgb.shape == (4, 4, 3)
     assert rgb[0, 0, 1] == 1 and rgb[0, 0, 0] == 0
     assert rgb[3, 3, 0] > 0 and rgb[3, 3, 2] > 0 and rgb[3, 3, 1] == 0
+
+
+def test_ap_bars_absolute_and_relative():
+    table = pd.DataFrame({"method": ["a", "a", "b", "b"], "standard": ["s", "t", "s", "t"],
+                          "ap": [0.5, 0.1, 0.3, 0.05], "ap_low": [0.4, 0.08, 0.2, 0.04],
+                          "ap_high": [0.6, 0.12, 0.35, 0.06], "prevalence": [0.2, 0.02, 0.2, 0.02]})
+    fig, axes = plt.subplots(1, 2)
+    plotting.ap_bars(table, methods=["a", "b"], standards=["s", "t"], ax=axes[0])
+    plotting.ap_bars(table, methods=["a", "b"], standards=["s", "t"], relative=True, ax=axes[1])
+    heights = sorted(round(p.get_height(), 6) for p in axes[1].patches)
+    assert heights == [1.5, 2.5, 2.5, 5.0] and axes[1].get_yscale() == "log"
+    plt.close(fig)
