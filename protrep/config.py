@@ -1,8 +1,10 @@
 """Helpers shared by the frozen configuration dataclasses (SimConfig, ModelConfig, TrainConfig)."""
 
 import dataclasses
+import hashlib
+from pathlib import Path
 
-__all__ = ["from_dict"]
+__all__ = ["from_dict", "source_hash"]
 
 
 def from_dict(cls, d):
@@ -16,3 +18,19 @@ def from_dict(cls, d):
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
     return cls(**d)
+
+
+def source_hash(*modules):
+    """Short hash of the source files of ``modules`` (a package counts with all its files).
+
+    Stored beside cached results (datasets, training runs): a cache is reused only when the
+    code that made it is unchanged.
+    """
+    h = hashlib.sha256()
+    for module in modules:
+        path = Path(module.__file__)
+        files = sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+        for f in files:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import read_json
-from .config import from_dict
+from .config import from_dict, source_hash
 from .dataset import split_by_protein, write_dataset
 from .errors import DataError
 from .progress import progress as progress_bar
@@ -163,15 +163,11 @@ def code_version():
     Stored in ``dataset.json``: a cached dataset is reused only if both its config and the
     code that made it are unchanged.
     """
-    import hashlib
+    import sys
 
     from . import dataset, proteome, render, segment
 
-    h = hashlib.sha256()
-    for module in (proteome, render, segment, dataset):
-        h.update(Path(module.__file__).read_bytes())
-    h.update(Path(__file__).read_bytes())
-    return h.hexdigest()[:16]
+    return source_hash(proteome, render, segment, dataset, sys.modules[__name__])
 
 
 def ensure_dataset(path, config, *, workers=None, progress=True):

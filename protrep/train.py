@@ -33,13 +33,13 @@ import torch
 import torch.distributed as dist
 
 from .atomic import atomic_file, read_json, write_json
-from .config import from_dict
+from .config import from_dict, source_hash
 from .batches import CellTensors, augment, center_crop, step_generator
 from .errors import DataError
 from .models import ModelConfig, build_model
 from .progress import progress as progress_bar
 
-__all__ = ["TrainConfig", "train", "load_run", "run_path", "resolve_device", "dataset_fingerprint",
+__all__ = ["TrainConfig", "train", "load_run", "run_path", "code_version", "resolve_device", "dataset_fingerprint",
            "check_compatible"]
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,15 @@ class TrainConfig:
     def from_dict(cls, d):
         """Rebuild from :meth:`to_dict`; unknown keys raise ``ValueError``."""
         return from_dict(cls, d)
+
+
+def code_version():
+    """Hash of the code a run depends on (models, training loop, batching): part of a run's identity."""
+    import sys
+
+    from . import batches, models
+
+    return source_hash(models, batches, sys.modules[__name__])
 
 
 def run_path(data_dir, model, profile="default"):
@@ -207,9 +216,10 @@ def _prepare_run_dir(out, run_info, *, resume, overwrite):
     spec = out / "run.json"
     if spec.exists():
         old = read_json(spec, missing="no run.json")
-        same = {k: old.get(k) for k in ("model", "train", "data")} == {k: run_info[k] for k in ("model", "train", "data")}
+        keys = ("model", "train", "data", "code")
+        same = {k: old.get(k) for k in keys} == {k: run_info[k] for k in keys}
         if not same and not overwrite:
-            raise DataError(out, "already holds a different run (model, training or data differ); "
+            raise DataError(out, "already holds a different run (model, training, data or code differ); "
                             "choose another --out or pass --overwrite")
         if same and not resume and not overwrite and (out / "checkpoint.pt").exists():
             raise DataError(out, "already holds this run; pass --resume to continue it or --overwrite to restart")
@@ -257,7 +267,7 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
         torch.cuda.set_device(device)
     check_compatible(dataset, model_config, classes=dataset.classes if model_config.name == "deeploc" else None)
     run_info = {"model": model_config.to_dict(), "train": cfg.to_dict(), "data": dataset_fingerprint(dataset),
-                "classes": list(dataset.classes), "channels": list(dataset.channels)}
+                "code": code_version(), "classes": list(dataset.classes), "channels": list(dataset.channels)}
     out = Path(out)
     if rank == 0:
         _prepare_run_dir(out, run_info, resume=resume, overwrite=overwrite)

@@ -175,3 +175,13 @@ def test_forward_examples_show_what_the_model_outputs(data, tmp_path):
     assert ex["prediction"].shape == (3, 1, 64, 64) and np.isfinite(ex["prediction"]).all()
     assert data.meta.groupby("protein").size().min() > 1  # so every partner is another cell
     assert all(not np.allclose(ex["image"][i], ex["partner"][i]) for i in range(3))
+
+
+def test_a_run_of_other_code_is_not_reused(data, tmp_path):
+    train(_model("ae"), FAST, data, tmp_path / "r", progress=False)
+    spec = tmp_path / "r" / "run.json"
+    info = json.loads(spec.read_text())
+    assert len(info["code"]) == 16
+    spec.write_text(json.dumps({**info, "code": "older"}))
+    with pytest.raises(DataError, match="code differ"):
+        train(_model("ae"), FAST, data, tmp_path / "r", progress=False, resume=True)
