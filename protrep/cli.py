@@ -72,7 +72,7 @@ def _train(args):
 
 
 def _embed(args):
-    from .inference import embed_cells, embedding_tables, feature_columns, protein_table_path, write_table
+    from .inference import embed_cells, feature_columns, protein_table_path, write_embeddings
     from .readers import open_dataset
     from .train import check_compatible, load_run, resolve_device
 
@@ -80,9 +80,7 @@ def _embed(args):
     model, info = load_run(args.run, device=device)
     ds = open_dataset(args.data)
     check_compatible(ds, model.config)
-    cells, proteins = embedding_tables(ds, embed_cells(model, ds, layer=args.layer, device=device))
-    write_table(cells, args.out)
-    write_table(proteins, protein_table_path(args.out))
+    cells, proteins = write_embeddings(ds, embed_cells(model, ds, layer=args.layer, device=device), args.out)
     print(f"{len(cells)} cells x {len(feature_columns(cells))} features -> "
           f"{args.out}; {len(proteins)} proteins -> {protein_table_path(args.out)}")
 

@@ -26,7 +26,8 @@ from .atomic import atomic_file
 from .batches import percentile_stretch
 from .errors import DataError
 
-__all__ = ["embed_cells", "predict_cells", "forward_examples", "embedding_tables", "feature_columns", "protein_distributions",
+__all__ = ["embed_cells", "predict_cells", "forward_examples", "embedding_tables", "write_embeddings",
+           "feature_columns", "protein_distributions",
            "write_table", "read_table", "protein_table_path"]
 
 _CELL_META = ["protein", "plate", "well", "field", "cell", "split", "label"]
@@ -100,6 +101,20 @@ def embedding_tables(ds, features):
     proteins = grouped[names].mean().astype(np.float32)
     proteins.insert(0, "n_cells", grouped.size())
     return cells, proteins.reset_index()
+
+
+def write_embeddings(ds, features, path):
+    """Write the cell table to ``path`` and the protein table beside it (:func:`protein_table_path`).
+
+    Returns
+    -------
+    cells, proteins : DataFrame
+        The two tables of :func:`embedding_tables`.
+    """
+    cells, proteins = embedding_tables(ds, features)
+    write_table(cells, path)
+    write_table(proteins, protein_table_path(path))
+    return cells, proteins
 
 
 def feature_columns(table):

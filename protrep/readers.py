@@ -47,6 +47,7 @@ __all__ = [
     "read_deeploc_hdf5",
     "read_field_image",
     "read_crop_folder",
+    "WT2_TOY_LOCALIZATIONS",
     "read_hpa_crops",
     "detect_format",
     "open_dataset",
@@ -315,6 +316,11 @@ def _crop_folders(path, pattern, what):
     if _has_matching(path, pattern):
         return [path]
     return [p for p in _subfolders(path) if _has_matching(p, pattern)]
+
+
+#: Annotated localization of the three proteins of the WT2 toy crops (Paired Cell Inpainting
+#: repository): AAC1 and AAH1 as in Huh et al. 2003, AAP1 (not in Huh 2003) from SGD GO-slim.
+WT2_TOY_LOCALIZATIONS = {"AAC1": "mitochondrion", "AAH1": "cytoplasm;nucleus", "AAP1": "cytoplasm;nucleus"}
 
 
 def read_crop_folder(path):

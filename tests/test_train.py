@@ -185,3 +185,12 @@ def test_a_run_of_other_code_is_not_reused(data, tmp_path):
     spec.write_text(json.dumps({**info, "code": "older"}))
     with pytest.raises(DataError, match="code differ"):
         train(_model("ae"), FAST, data, tmp_path / "r", progress=False, resume=True)
+
+
+def test_write_embeddings_puts_proteins_beside_cells(data, tmp_path):
+    from protrep.inference import write_embeddings
+
+    feats = np.random.default_rng(0).random((len(data), 3)).astype(np.float32)
+    cells, proteins = write_embeddings(data, feats, tmp_path / "e.csv.gz")
+    assert len(read_table(tmp_path / "e.csv.gz")) == len(data) == len(cells)
+    assert read_table(tmp_path / "e.proteins.csv.gz")["protein"].tolist() == proteins["protein"].tolist()
