@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["percentile_stretch", "CellTensors", "step_generator", "augment", "center_crop"]
+__all__ = ["percentile_stretch", "CellTensors", "multi_hot", "step_generator", "augment", "center_crop"]
 
 
 def percentile_stretch(images, low=0.1, high=99.9):
@@ -51,21 +51,52 @@ class CellTensors:
         Class index, -1 where unknown.
     protein : ndarray of int (n,)
         Protein code of each cell (for drawing partner cells of the same protein).
+    masks : Tensor of bool (n, h, w), optional
+        Centre-cell masks, with ``level`` and ``noise`` (float32 (n, c): background level
+        and noise of the normalised crops); present when built with ``background=True``,
+        for :func:`protrep.background.randomize_background`.
+    multilabel : Tensor of float32 (n, k), optional
+        Multi-hot targets over the dataset's classes, present when the dataset is
+        multi-label (``ds.info["multilabel"]``, as the HPA images of :mod:`protrep.hpa`):
+        class j is on where ``classes[j]`` is among the ``;``-separated names of the
+        ``localization`` column.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     protein: np.ndarray
+    masks: torch.Tensor | None = None
+    level: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    multilabel: torch.Tensor | None = None
 
     @classmethod
-    def from_dataset(cls, ds, index=None, *, device="cpu"):
-        """Select cells ``index`` (all if None) of ``ds``, stretch them and move them to ``device``."""
+    def from_dataset(cls, ds, index=None, *, device="cpu", background=False):
+        """Select cells ``index`` (all if None) of ``ds``, stretch them and move them to ``device``.
+
+        ``background=True`` also keeps the centre-cell masks and the background statistics
+        of the stretched crops (:func:`protrep.background.background_stats`).
+        """
         index = np.arange(len(ds)) if index is None else np.asarray(index)
         images = percentile_stretch(ds.images[index])
         labels = ds.meta["label"].to_numpy()[index] if "label" in ds.meta else np.full(len(index), -1)
         codes = ds.meta["protein"].astype("category").cat.codes.to_numpy()[index]
+        extra = {}
+        if background:
+            from .background import background_stats
+            from .errors import DataError
+
+            if ds.masks is None:
+                raise DataError(ds.source or "dataset", "has no centre-cell masks, which background "
+                                "randomisation needs")
+            level, noise = background_stats(images, ds.masks[index])
+            extra = {"masks": torch.from_numpy(np.ascontiguousarray(ds.masks[index])).to(device),
+                     "level": torch.from_numpy(level).to(device), "noise": torch.from_numpy(noise).to(device)}
+        if ds.info.get("multilabel"):
+            extra["multilabel"] = torch.from_numpy(multi_hot(ds.meta["localization"].to_numpy()[index],
+                                                             ds.classes)).to(device)
         return cls(torch.from_numpy(images).to(device), torch.as_tensor(labels, dtype=torch.int64, device=device),
-                   np.asarray(codes))
+                   np.asarray(codes), **extra)
 
     def __len__(self):
         return len(self.labels)
@@ -94,12 +125,29 @@ class CellTensors:
         index = np.asarray(index)
         idx = torch.as_tensor(index, device=self.images.device)
         out = {"image": self.images.index_select(0, idx), "label": self.labels.index_select(0, idx), "index": idx}
+        if self.masks is not None:
+            out.update(mask=self.masks.index_select(0, idx), level=self.level.index_select(0, idx),
+                       noise=self.noise.index_select(0, idx))
+        if self.multilabel is not None:
+            out["multilabel"] = self.multilabel.index_select(0, idx)
         if generator is not None:
             pidx = torch.as_tensor(self.partners(index, generator), device=self.images.device)
             out["partner"] = self.images.index_select(0, pidx)
         else:
             out["partner"] = out["image"]
         return out
+
+
+def multi_hot(localizations, classes):
+    """Multi-hot float32 ``(n, len(classes))`` of ``;``-separated class names (unknown names raise ValueError)."""
+    column = {c: j for j, c in enumerate(classes)}
+    out = np.zeros((len(localizations), len(classes)), np.float32)
+    for i, text in enumerate(localizations):
+        for name in filter(None, str(text if isinstance(text, str) else "").split(";")):
+            if name not in column:
+                raise ValueError(f"localization {name!r} of row {i} is not one of the classes {list(classes)}")
+            out[i, column[name]] = 1
+    return out
 
 
 def step_generator(seed, epoch, step, *, stream=0):
@@ -124,10 +172,15 @@ def _dihedral(x, k, flip):
     return out
 
 
-def _random_crop(x, size, generator):
+def _crop_offsets(x, size, generator):
     n, _, h, w = x.shape
     oy = torch.randint(0, h - size + 1, (n,), generator=generator).to(x.device)
     ox = torch.randint(0, w - size + 1, (n,), generator=generator).to(x.device)
+    return oy, ox
+
+
+def _crop_at(x, size, oy, ox):
+    n = x.shape[0]
     ar = torch.arange(size, device=x.device)
     rows = (oy[:, None] + ar)[:, None, :, None]
     cols = (ox[:, None] + ar)[:, None, None, :]
@@ -145,20 +198,36 @@ def center_crop(x, size):
     return x[..., y0:y0 + size, x0:x0 + size]
 
 
-def augment(batch, generator, *, crop=None):
+def augment(batch, generator, *, crop=None, drop_channel=None):
     """Random flips, quarter turns and (if ``crop``) random crops, drawn from ``generator``.
 
-    The image and the partner cell are transformed independently; labels do not change
-    (localization is invariant to these transforms).
+    ``drop_channel=(c, p)`` then zeroes channel ``c`` of each image with probability ``p``
+    (a model's ``train_channel_dropout``: SE-ResNet learns to do without the HPA ER channel,
+    which single-cell crops lack); the draws come after all others, so models without it
+    see the same augmentation as before.
+
+    The image and the partner cell are transformed independently; a reconstruction
+    ``"target"`` (see :func:`protrep.background.randomize_background`) gets the image's
+    transform. Labels do not change (localization is invariant to these transforms).
     """
     out = dict(batch)
-    for key in ("image", "partner"):
+    for key, follower in (("image", "target"), ("partner", None)):
         x = batch[key]
         n = x.shape[0]
         k = torch.randint(0, 4, (n,), generator=generator).to(x.device)
         flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        x = _dihedral(x, k, flip)
-        if crop is not None and crop < x.shape[-1]:
-            x = _random_crop(x, crop, generator)
-        out[key] = x
+        cut = crop is not None and crop < x.shape[-1]
+        offsets = _crop_offsets(x, crop, generator) if cut else None
+        for name in (key, follower):
+            if name is None or name not in batch:
+                continue
+            y = _dihedral(batch[name], k, flip)
+            out[name] = _crop_at(y, crop, *offsets) if cut else y
+    if drop_channel is not None:
+        c, p = drop_channel
+        x = out["image"]
+        keep = (torch.rand(x.shape[0], generator=generator) >= p).to(device=x.device, dtype=x.dtype)
+        x = x.clone()
+        x[:, c] *= keep[:, None, None]
+        out["image"] = x
     return out

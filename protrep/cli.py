@@ -1,4 +1,4 @@
-"""Command line: ``protrep simulate | inspect | train | embed | predict | evaluate | download``.
+"""Command line: ``protrep simulate | inspect | train | embed | predict | evaluate | background | download``.
 
 Every command turns bad input (:class:`protrep.errors.DataError`, ``FileExistsError``,
 ``ValueError``) into one line on stderr naming the file and the problem, and exit code 2.
@@ -62,10 +62,12 @@ def _train(args):
     from .train import TrainConfig, train
 
     ds = open_dataset(args.data)
-    model_config = ModelConfig(name=args.model, n_classes=len(ds.classes) or 15, image_size=ds.images.shape[-1],
+    model_config = ModelConfig(name=args.model, in_channels=ds.images.shape[1], n_classes=len(ds.classes) or 15,
+                               image_size=ds.images.shape[-1],
                                width=args.width, feature_layer=args.feature_layer)
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                               seed=args.seed, device=args.device, max_steps=args.max_steps)
+                               seed=args.seed, device=args.device, max_steps=args.max_steps,
+                               background=args.background)
     history = train(model_config, train_config, ds, args.out, resume=args.resume, overwrite=args.overwrite,
                     progress=not args.quiet)
     print(history.to_string(index=False))
@@ -143,6 +145,44 @@ def _evaluate(args):
         print(f"\nresults: {args.out}")
 
 
+def _background(args):
+    from .atomic import write_json
+    from .background import run_background
+    from .inference import write_table
+    from .readers import open_dataset
+    from .train import check_compatible, load_run, resolve_device
+
+    device = resolve_device(args.device)
+    ds = open_dataset(args.data)
+    models = {}
+    for spec in args.run:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--run takes NAME=RUN_DIR (e.g. deeploc=data/runs/deeploc), got {spec!r}")
+        model, info = load_run(path, device=device)
+        check_compatible(ds, model.config, classes=info.get("classes") if model.config.name == "deeploc" else None)
+        models[name] = model
+    result = run_background(ds, models, handcrafted=not args.no_handcrafted, max_per_class=args.max_per_class,
+                            folds=args.folds, n_jobs=args.jobs, seed=args.seed, device=device,
+                            threshold=args.kl_threshold, progress=not args.quiet)
+    t1 = result["table1"]
+    shown = {s: [f"{t1.loc[m, (s, 'mean')]:.3f} ± {t1.loc[m, (s, 'err')]:.3f}" for m in t1.index]
+             for s in t1.columns.get_level_values(0).unique()}
+    import pandas as pd
+
+    print(f"mean pairwise linear-SVM accuracy (± 3 SE over class pairs), {result['summary']['n_cells']} cells")
+    print(pd.DataFrame(shown, index=t1.index).to_string())
+    if result["kl_changed_fraction"]:
+        print(f"\nproteins whose localization changes without background (KL > {args.kl_threshold} nats):")
+        for name, frac in result["kl_changed_fraction"].items():
+            print(f"  {name}: {frac:.1%}")
+    write_json(args.out, {"data": str(args.data), "runs": args.run, "seed": args.seed, "folds": args.folds,
+                          "max_per_class": args.max_per_class, **result["summary"]})
+    if args.pairs:
+        write_table(result["pairs"], args.pairs)
+    print(f"\nresults: {args.out}" + (f", pairs: {args.pairs}" if args.pairs else ""))
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="protrep", description="Protein representations from single-cell microscopy.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
@@ -169,8 +209,8 @@ def _parser():
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_inspect)
 
-    t = sub.add_parser("train", help="train a model (deeploc, pci, ae) on a dataset's train split")
-    t.add_argument("--model", required=True, choices=["deeploc", "pci", "ae"])
+    t = sub.add_parser("train", help="train a model (deeploc, pci, ae, seresnet) on a dataset's train split")
+    t.add_argument("--model", required=True, choices=["deeploc", "pci", "ae", "seresnet"])
     t.add_argument("--data", required=True, help="dataset with a split column (e.g. from protrep simulate)")
     t.add_argument("--out", required=True, help="run directory (checkpoints, history, run.json)")
     t.add_argument("--epochs", type=int, default=10)
@@ -185,6 +225,9 @@ def _parser():
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     t.add_argument("--overwrite", action="store_true", help="start again in a directory that holds another run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--background", type=float, default=0.0, metavar="SHARE",
+                   help="background randomisation: share of training crops whose background is masked, swapped or "
+                        "replaced by noise (e.g. 0.5; needs centre-cell masks; default 0: off)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("embed", help="per-cell and per-protein embeddings of a dataset with a trained run")
@@ -201,6 +244,24 @@ def _parser():
     r.add_argument("--out", help="CSV of the distributions (default: RUN/predictions-<data name>.csv)")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=_predict)
+
+    b = sub.add_parser("background", help="background confounding (Gupta et al. 2025): linear-SVM accuracy of "
+                                          "features under five background settings")
+    b.add_argument("data", help="dataset with centre-cell masks (protrep-cells folder)")
+    b.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
+                   help="a trained run and the name it gets in the tables; repeat for several models")
+    b.add_argument("--no-handcrafted", action="store_true", help="leave out the CellProfiler-like features")
+    b.add_argument("--max-per-class", type=int, default=1000, help="cells per class at most (default 1000)")
+    b.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
+    b.add_argument("--jobs", type=int, default=-1, help="parallel processes for the SVM grid (default: all cores)")
+    b.add_argument("--kl-threshold", type=float, default=0.1,
+                   help="KL divergence (nats) above which a protein's distribution counts as changed")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--out", required=True, help="results JSON (table1, kl_changed_fraction, sensitivity)")
+    b.add_argument("--pairs", help="also write every pair's accuracy (.csv/.csv.gz/.parquet)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=_background)
 
     d = sub.add_parser("download", help="download public originals (URLs and checksums are built in)")
     d.add_argument("names", nargs="*", help="what to download; none lists what is available")

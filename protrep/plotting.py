@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
-           "distributions", "ap_bars"]
+           "distributions", "ap_bars", "setting_lines", "heatmap"]
 
 
 def _stretch(x, lo=0.5, hi=99.8):
@@ -15,6 +15,9 @@ def _stretch(x, lo=0.5, hi=99.8):
 def composite(crop, *, channels=("gfp", "rfp")):
     """RGB image of a (c, h, w) crop: GFP green, RFP magenta, each stretched to its 0.5-99.8 percentiles.
 
+    HPA channels (``red``, ``green``, ``blue``, ``yellow``) are shown in the HPA's colours,
+    the protein (green) brightest.
+
     Single-channel crops are shown in grey.
     """
     crop = np.asarray(crop, float)
@@ -22,6 +25,13 @@ def composite(crop, *, channels=("gfp", "rfp")):
         g = _stretch(crop.reshape(crop.shape[-2:]))
         return np.stack([g, g, g], -1)
     names = list(channels)
+    if "green" in names:  # HPA images: red microtubules, green protein, blue nucleus, yellow ER (red + green)
+        rgb = [_stretch(crop[names.index(c)]) if c in names else np.zeros(crop.shape[-2:])
+               for c in ("red", "green", "blue")]
+        if "yellow" in names and crop[names.index("yellow")].any():
+            y = _stretch(crop[names.index("yellow")])
+            rgb = [0.6 * rgb[0] + 0.4 * y, rgb[1] + 0.3 * y, rgb[2]]
+        return np.clip(np.stack([0.5 * rgb[0], rgb[1], 0.7 * rgb[2]], -1), 0, 1)
     g = _stretch(crop[names.index("gfp")] if "gfp" in names else crop[0])
     r = _stretch(crop[names.index("rfp")] if "rfp" in names else crop[1])
     return np.stack([0.6 * r, g, 0.6 * r], -1)
@@ -221,4 +231,58 @@ def ap_bars(table, *, methods, standards, relative=False, ax=None, title=None):
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=4)
+    return ax
+
+
+def setting_lines(table, *, published=None, ax=None, title=None):
+    """Mean accuracy per background setting, one line per model, with error bars.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`protrep.background.table1` (index models; columns ``(setting, "mean"|"err")``).
+    published : DataFrame, optional
+        The same layout for published models, drawn dashed and grey-toned.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.5))
+    settings = list(dict.fromkeys(table.columns.get_level_values(0)))
+    x = np.arange(len(settings))
+    for k, model in enumerate(table.index):
+        row = table.loc[model]
+        ax.errorbar(x + 0.03 * (k - len(table) / 2), [row[(s, "mean")] for s in settings],
+                    yerr=[row[(s, "err")] for s in settings], marker="o", capsize=3, color=f"C{k}", label=model)
+    if published is not None:
+        for k, model in enumerate(published.index):
+            row = published.loc[model]
+            ax.plot(x, [row.get((s, "mean"), np.nan) for s in settings], ls="--", marker="x", lw=1,
+                    color=plt.cm.Greys(0.45 + 0.2 * k), label=f"{model} (published)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(settings)
+    ax.set_xlabel("background setting")
+    ax.set_ylabel("mean pairwise linear-SVM accuracy")
+    ax.axhline(0.5, color="k", lw=0.5, ls=":")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def heatmap(table, *, ax=None, title=None, cmap="RdBu_r", center=0.0, fmt="{:.2f}", label=None):
+    """A DataFrame as an annotated heat map, colours symmetric around ``center``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * table.shape[1] + 2, 0.5 * table.shape[0] + 1.5))
+    values = table.to_numpy(float)
+    span = np.nanmax(np.abs(values - center)) if np.isfinite(values).any() else 1.0
+    im = ax.imshow(values, cmap=cmap, vmin=center - span, vmax=center + span, aspect="auto")
+    ax.set_xticks(range(table.shape[1]))
+    ax.set_xticklabels(table.columns, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(table.shape[0]))
+    ax.set_yticklabels(table.index, fontsize=8)
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6.5)
+    plt.colorbar(im, ax=ax, shrink=0.8, label=label)
+    if title:
+        ax.set_title(title, fontsize=10)
     return ax

@@ -31,8 +31,8 @@ from .proteome import CLASSES, huh2003_proteome, proteome_standards, synthetic_p
 from .render import FieldParams, TextureBank, plate_params, simulate_field
 from .segment import extract_crops, match_labels, segment_cells
 
-__all__ = ["SimConfig", "PROFILES", "profile_config", "dataset_path", "ensure_dataset", "code_version", "simulate_dataset",
-           "simulate_well", "find_huh_table"]
+__all__ = ["SimConfig", "PROFILES", "profile_config", "dataset_path", "ensure_dataset", "ensure_simulated",
+           "plan_wells", "map_wells", "code_version", "simulate_dataset", "simulate_well", "find_huh_table"]
 
 log = logging.getLogger(__name__)
 
@@ -179,19 +179,58 @@ def ensure_dataset(path, config, *, workers=None, progress=True):
         The dataset's ``dataset.json`` header (config, counts, segmentation recall) and
         ``reused`` (True if nothing had to be simulated).
     """
+    return ensure_simulated(path, config, code_version(), simulate_dataset, workers=workers, progress=progress)
+
+
+def ensure_simulated(path, config, code, simulate, *, workers=None, progress=True):
+    """Run ``simulate(path, config, ...)`` unless ``path`` holds a dataset of the same config and ``code``.
+
+    Shared by the yeast screen (:func:`ensure_dataset`) and the HPA-like screen
+    (:func:`protrep.hpa.ensure_hpa_dataset`); ``config`` is a frozen dataclass with
+    ``from_dict``, ``code`` the simulator's :func:`protrep.config.source_hash`.
+    """
     path = Path(path)
     head = path / "dataset.json"
     if head.is_file():
         try:
             header = read_json(head, missing="no dataset.json")
-            same_code = header.get("code_version") == code_version()
-            if same_code and SimConfig.from_dict(header.get("config", {})) == config:
+            if header.get("code_version") == code and type(config).from_dict(header.get("config", {})) == config:
                 return {**header, "reused": True}
         except (DataError, TypeError, ValueError):
             pass
         log.info("%s holds a dataset of another config or code version; simulating it again", path)
-    simulate_dataset(path, config, workers=workers, overwrite=True, progress=progress)
+    simulate(path, config, workers=workers, overwrite=True, progress=progress)
     return {**read_json(head, missing="no dataset.json"), "reused": False}
+
+
+def plan_wells(config, proteins):
+    """One job per protein: ``(config, protein row, well index, plate params)``, wells in random order.
+
+    The layout (a seeded permutation of the proteins over ``config.wells_per_plate`` wells
+    per plate) and every plate's illumination come from ``config.seed`` alone.
+    """
+    order = np.random.default_rng([config.seed, 5]).permutation(len(proteins))  # well layout: random
+    n_plates = -(-len(proteins) // config.wells_per_plate)
+    plates = [plate_params(np.random.default_rng([config.seed, 3, k])) for k in range(n_plates)]
+    return [(config, proteins.iloc[p].to_dict(), i, plates[i // config.wells_per_plate]) for i, p in enumerate(order)]
+
+
+def map_wells(job, jobs, *, workers=None, chunksize=4, desc="simulating wells", progress=True):
+    """``[job(j) for j in jobs]``, in worker processes (fork) when ``workers`` > 1, with a progress bar."""
+    workers = workers or os.cpu_count() or 1
+    bar = progress_bar(total=len(jobs), desc=desc, unit="well", disable=not progress)
+    results = []
+    if workers == 1:
+        for j in jobs:
+            results.append(job(j))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            for r in pool.map(job, jobs, chunksize=chunksize):
+                results.append(r)
+                bar.update()
+    bar.close()
+    return results
 
 
 def find_huh_table(path=None):
@@ -319,23 +358,8 @@ def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, 
     proteins = _proteome(config)
     proteins["split"] = split_by_protein(proteins["protein"], proteins["primary"], fractions=config.split_fractions,
                                          seed=config.seed).to_numpy()
-    order = np.random.default_rng([config.seed, 5]).permutation(len(proteins))  # well layout: random
-    n_plates = -(-len(proteins) // config.wells_per_plate)
-    plates = [plate_params(np.random.default_rng([config.seed, 3, k])) for k in range(n_plates)]
-    jobs = [(config, proteins.iloc[p].to_dict(), i, plates[i // config.wells_per_plate]) for i, p in enumerate(order)]
-    workers = workers or os.cpu_count() or 1
-    bar = progress_bar(total=len(jobs), desc="simulating wells", unit="well", disable=not progress)
-    results = []
-    if workers == 1:
-        for j in jobs:
-            results.append(_job(j))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            for r in pool.map(_job, jobs, chunksize=4):
-                results.append(r)
-                bar.update()
-    bar.close()
+    jobs = plan_wells(config, proteins)
+    results = map_wells(_job, jobs, workers=workers, progress=progress)
 
     tables = []
     for (cfg, prot, i, _), r in zip(jobs, results):

@@ -34,9 +34,10 @@ import torch.distributed as dist
 
 from .atomic import atomic_file, read_json, write_json
 from .config import from_dict, source_hash
+from .background import compose, randomize_background
 from .batches import CellTensors, augment, center_crop, step_generator
 from .errors import DataError
-from .models import ModelConfig, build_model
+from .models import REGISTRY, ModelConfig, build_model
 from .progress import progress as progress_bar
 
 __all__ = ["TrainConfig", "train", "load_run", "run_path", "code_version", "resolve_device", "dataset_fingerprint",
@@ -72,6 +73,12 @@ class TrainConfig:
     eval_batch_size : int
     max_steps : int or None
         Stop after this many steps in total (for smoke tests and benchmarks).
+    background : float
+        Background randomisation (:func:`protrep.background.randomize_background`): the
+        share of training crops whose background is masked, swapped in from another crop
+        or replaced by cell-free noise, so that features cannot rely on the neighbouring
+        cells (Gupta et al. 2025). 0 turns it off; it needs centre-cell masks. Autoencoders
+        trained with it reconstruct the centre cell alone.
     """
 
     epochs: int = 10
@@ -88,6 +95,11 @@ class TrainConfig:
     channels_last: bool = True
     eval_batch_size: int = 256
     max_steps: int | None = None
+    background: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.background <= 1.0:
+            raise ValueError(f"background must be a share between 0 and 1, got {self.background!r}")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -102,9 +114,9 @@ def code_version():
     """Hash of the code a run depends on (models, training loop, batching): part of a run's identity."""
     import sys
 
-    from . import batches, models
+    from . import background, batches, models
 
-    return source_hash(models, batches, sys.modules[__name__])
+    return source_hash(models, batches, background, sys.modules[__name__])
 
 
 def run_path(data_dir, model, profile="default"):
@@ -135,9 +147,11 @@ def check_compatible(ds, model_config, classes=None):
     if ds.images.shape[1] != model_config.in_channels:
         raise DataError(where, f"has {ds.images.shape[1]} channels {list(ds.channels)}, the model takes "
                         f"{model_config.in_channels} (gfp, rfp)")
-    if ds.channels[:2] != ("gfp", "rfp"):
+    orders = getattr(REGISTRY.get(model_config.name), "channel_orders", (("gfp", "rfp"),))
+    if not any(tuple(ds.channels[:len(order)]) == tuple(order) for order in orders):
         raise DataError(where, f"channels are {list(ds.channels)}; the models take (gfp, rfp): protein first, "
-                        "cytosolic marker second")
+                        "cytosolic marker second" + "".join(f"; {model_config.name} also takes ({', '.join(o)})"
+                                                            for o in orders if tuple(o) != ("gfp", "rfp")))
     if tuple(ds.images.shape[-2:]) != (model_config.image_size,) * 2:
         raise DataError(where, f"images are {tuple(ds.images.shape[-2:])} px, the model takes "
                         f"{model_config.image_size} x {model_config.image_size} crops")
@@ -173,28 +187,46 @@ def evaluate(model, data, *, batch_size=256, device=None, amp=True, channels_las
     """Mean loss over ``data`` and, for classifiers, accuracy over labelled cells.
 
     Both on the centre crop of the training-crop size (one crop per cell, cheap enough for
-    every epoch); the notebooks report test accuracy with the five-crop average.
+    every epoch); the notebooks report test accuracy with the five-crop average. On
+    multi-label data (batches with ``"multilabel"``) there is no argmax: ``val_accuracy``
+    is the exact-match accuracy and ``val_macro_f1`` the macro F1 over the classes present,
+    both at probability 0.5.
     """
     module = getattr(model, "module", model)
     was_training = module.training
     module.eval()
     g = step_generator(0, 0, 0, stream=2)  # fixed partners: the same validation batches every epoch
     loss_sum, n, correct, n_lab = 0.0, 0, 0, 0
+    truth, decided = [], []
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, len(data), batch_size):
         batch = data.batch(np.arange(start, min(start + batch_size, len(data))), g)
-        batch = {k: (center_crop(v, module.train_crop).contiguous(memory_format=fmt) if k in ("image", "partner")
-                     else v) for k, v in batch.items()}
+        if "mask" in batch:  # trained with background randomisation: the target is the centre cell alone
+            batch["target"] = compose(batch["image"], batch.pop("mask"), batch.pop("level")[:, :, None, None]
+                                      .expand_as(batch["image"]))
+            batch.pop("noise")
+        batch = {k: (center_crop(v, module.train_crop).contiguous(memory_format=fmt)
+                     if k in ("image", "partner", "target") else v) for k, v in batch.items()}
         with _autocast(device or batch["image"].device, amp):
             out = module(batch)
-        if "logits" in out:
+        if "multilabel" in batch:  # multi-label: decisions at probability 0.5, no argmax
+            decided.append((out["logits"] > 0).cpu().numpy())
+            truth.append(batch["multilabel"].cpu().numpy() > 0.5)
+        elif "logits" in out:
             lab = batch["label"] >= 0
             correct += int((out["logits"].argmax(1)[lab] == batch["label"][lab]).sum())
             n_lab += int(lab.sum())
         loss_sum += float(out["loss"]) * len(batch["label"])
         n += len(batch["label"])
     module.train(was_training)
-    return {"val_loss": loss_sum / max(n, 1), "val_accuracy": correct / n_lab if n_lab else float("nan")}
+    metrics = {"val_loss": loss_sum / max(n, 1), "val_accuracy": correct / n_lab if n_lab else float("nan")}
+    if truth:  # accuracy is then the exact-match (subset) accuracy, as scikit-learn's for multi-label input
+        from .metrics import exact_match_accuracy, macro_f1
+
+        y, d = np.concatenate(truth), np.concatenate(decided)
+        metrics.update(val_accuracy=exact_match_accuracy(y, d),
+                       val_macro_f1=macro_f1(y, d, labels=np.flatnonzero(y.any(0))))
+    return metrics
 
 
 def _save(path, state):
@@ -265,7 +297,8 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
-    check_compatible(dataset, model_config, classes=dataset.classes if model_config.name == "deeploc" else None)
+    classifier = model_config.name in ("deeploc", "seresnet")
+    check_compatible(dataset, model_config, classes=dataset.classes if classifier else None)
     run_info = {"model": model_config.to_dict(), "train": cfg.to_dict(), "data": dataset_fingerprint(dataset),
                 "code": code_version(), "classes": list(dataset.classes), "channels": list(dataset.channels)}
     out = Path(out)
@@ -275,13 +308,15 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
         dist.barrier()
 
     split = dataset.meta["split"].to_numpy()
-    data_train = CellTensors.from_dataset(dataset, np.flatnonzero(split == "train"), device=device)
-    data_val = CellTensors.from_dataset(dataset, np.flatnonzero(split == "val"), device=device)
+    randomize = cfg.background > 0
+    data_train = CellTensors.from_dataset(dataset, np.flatnonzero(split == "train"), device=device,
+                                          background=randomize)
+    data_val = CellTensors.from_dataset(dataset, np.flatnonzero(split == "val"), device=device, background=randomize)
     if len(data_train) == 0:
         raise DataError(dataset.source or "dataset", "has no cells with split == 'train'")
-    if model_config.name == "deeploc" and not bool((data_train.labels >= 0).any()):
+    if classifier and data_train.multilabel is None and not bool((data_train.labels >= 0).any()):
         raise DataError(dataset.source or "dataset", "has no localization labels in its training cells; "
-                        "deeploc is trained on labelled cells")
+                        f"{model_config.name} is trained on labelled cells")
 
     model = build_model(model_config, seed=cfg.seed).to(device)  # no global seeding
     channels_last = cfg.channels_last
@@ -329,9 +364,15 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
                 # forward / backward
                 g = step_generator(cfg.seed, epoch, step)
                 index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size][shard]
-                batch = augment(data_train.batch(index, g), g, crop=model.train_crop)
-                batch["image"] = batch["image"].contiguous(memory_format=fmt)
-                batch["partner"] = batch["partner"].contiguous(memory_format=fmt)
+                batch = data_train.batch(index, g)
+                if randomize:
+                    batch = randomize_background(batch, batch.pop("mask"), batch.pop("level"), batch.pop("noise"), g,
+                                                 p=cfg.background)
+                batch = augment(batch, g, crop=model.train_crop,
+                                drop_channel=getattr(model, "train_channel_dropout", None))
+                for key in ("image", "partner", "target"):
+                    if key in batch:
+                        batch[key] = batch[key].contiguous(memory_format=fmt)
                 with _autocast(device, cfg.amp):
                     loss = net(batch)["loss"]
                 optimizer.zero_grad(set_to_none=True)

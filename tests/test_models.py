@@ -102,8 +102,9 @@ EXPECTED_DIMS = {  # at width 0.25
                 "conv8": 64, "fc1": 128, "fc2": 128},
     "pci": {"conv1": 24, "conv2": 64, "conv3": 96, "conv4": 96, "conv5": 64},
     "ae": {"conv1": 8, "conv2": 16, "conv3": 32, "conv4": 64, "bottleneck": 256},
+    "seresnet": {"conv1": 16, "conv2": 16, "conv3": 32, "conv4": 64, "conv5": 128, "pool": 128},
 }
-DEFAULT_LAYER = {"deeploc": "fc2", "pci": "conv4", "ae": "bottleneck"}
+DEFAULT_LAYER = {"deeploc": "fc2", "pci": "conv4", "ae": "bottleneck", "seresnet": "pool"}
 
 
 @pytest.mark.parametrize("name", NAMES)

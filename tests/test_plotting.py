@@ -48,3 +48,18 @@ def test_ap_bars_absolute_and_relative():
     heights = sorted(round(p.get_height(), 6) for p in axes[1].patches)
     assert heights == [1.5, 2.5, 2.5, 5.0] and axes[1].get_yscale() == "log"
     plt.close(fig)
+
+
+def test_setting_lines_and_heatmap():
+    cols = pd.MultiIndex.from_product([["base", "diff"], ["mean", "err"]])
+    table = pd.DataFrame([[0.9, 0.01, 0.7, 0.02], [0.8, 0.02, 0.75, 0.01]], index=["m1", "m2"], columns=cols)
+    fig, axes = plt.subplots(1, 2)
+    assert plotting.setting_lines(table, published=table.iloc[:1], ax=axes[0]) is axes[0]
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["base", "diff"]
+    assert len(axes[0].get_legend().get_texts()) == 3
+    gap = pd.DataFrame([[0.2, -0.1], [0.0, np.nan]], index=["m1", "m2"], columns=["a", "b"])
+    assert plotting.heatmap(gap, ax=axes[1]) is axes[1]
+    image = axes[1].get_images()[0]
+    assert image.get_clim() == (-0.2, 0.2)  # symmetric around 0
+    assert sorted(t.get_text() for t in axes[1].texts) == ["-0.10", "0.00", "0.20"]
+    plt.close(fig)

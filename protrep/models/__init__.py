@@ -22,7 +22,12 @@ name     model                                          default feature layer
 deeploc  :class:`~protrep.models.deeploc.DeepLoc`       ``"fc2"``
 pci      :class:`~protrep.models.pci.PairedCellInpainting` ``"conv4"``
 ae       :class:`~protrep.models.ae.ConvAutoencoder`    ``"bottleneck"``
+seresnet :class:`~protrep.models.seresnet.SEResNet`     ``"pool"``
 ======== ============================================== ==========================
+
+SE-ResNet (Chen 2020) is the multi-label classifier of the Human Protein Atlas track: its
+batches may carry ``"multilabel"``, float32 ``(B, n_classes)`` multi-hot, and it also takes
+the HPA channel order (red, green, blue, yellow; see ``channel_orders``).
 
 Conventions shared by all models (the helpers below implement them):
 
@@ -62,6 +67,7 @@ __all__ = [
     "DeepLoc",
     "PairedCellInpainting",
     "ConvAutoencoder",
+    "SEResNet",
     "five_crops",
 ]
 
@@ -73,11 +79,12 @@ class ModelConfig:
     Parameters
     ----------
     name : str
-        Registry key, the name the papers use: ``"deeploc"``, ``"pci"`` or ``"ae"``.
+        Registry key, the name the papers use: ``"deeploc"``, ``"pci"``, ``"ae"`` or
+        ``"seresnet"``.
     in_channels : int
         Image channels; channel 0 is the protein (GFP), the others markers (RFP).
     n_classes : int
-        Localization classes (DeepLoc only).
+        Localization classes (DeepLoc and SE-ResNet).
     image_size : int
         Side of the square crops in the dataset.
     width : float
@@ -193,6 +200,9 @@ class Model(nn.Module):
 
     default_layer: str
     feature_layers: tuple
+    #: Channel orders the model takes (``check_compatible`` accepts a dataset whose
+    #: channels start with one of them): protein first, cytosolic marker second.
+    channel_orders: tuple = (("gfp", "rfp"),)
 
     def __init__(self, config, *, seed=None):
         super().__init__()
@@ -216,11 +226,13 @@ class Model(nn.Module):
 from protrep.models.ae import ConvAutoencoder  # noqa: E402
 from protrep.models.deeploc import DeepLoc, five_crops  # noqa: E402
 from protrep.models.pci import PairedCellInpainting  # noqa: E402
+from protrep.models.seresnet import SEResNet  # noqa: E402
 
 REGISTRY: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "deeploc": DeepLoc,
     "pci": PairedCellInpainting,
     "ae": ConvAutoencoder,
+    "seresnet": SEResNet,
 }
 
 

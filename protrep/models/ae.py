@@ -90,7 +90,11 @@ class ConvAutoencoder(Model):
         return self.decoder(self.from_latent(z).view(-1, *self._grid))
 
     def forward(self, batch):
-        """Reconstruction loss of ``batch["image"]``.
+        """Reconstruction loss of ``batch["image"]`` (or of ``batch["target"]`` where given).
+
+        With background randomisation the target is the centre cell alone
+        (:func:`protrep.background.randomize_background`), so the code cannot spend
+        capacity on the neighbours.
 
         Returns
         -------
@@ -100,4 +104,5 @@ class ConvAutoencoder(Model):
         """
         x = batch["image"]
         reconstruction = self.decode(self._encode(x))
-        return {"loss": F.mse_loss(reconstruction.float(), x.float()), "reconstruction": reconstruction}
+        target = batch.get("target", x)
+        return {"loss": F.mse_loss(reconstruction.float(), target.float()), "reconstruction": reconstruction}
