@@ -61,6 +61,7 @@ __all__ = [
     "select_cells",
     "table1",
     "class_sensitivity",
+    "gap_change",
     "kl_divergence",
     "distribution_shift",
     "read_published",
@@ -418,6 +419,31 @@ def class_sensitivity(pairs, classes):
     table = long.groupby(["model", "cls"])["Accuracy"].mean().unstack("cls")
     order = list(dict.fromkeys(pairs["model"]))
     return table.reindex(index=[m for m in order if m in table.index], columns=[c for c in classes if c in table])
+
+
+def gap_change(pairs, model, reference, *, k=3.0):
+    """How much ``model``'s same-minus-different gap differs from ``reference``'s, paired by class pair.
+
+    For every class pair scored for both models, ``(same - diff)`` of ``model`` minus that
+    of ``reference``; negative means ``model`` depends less on the background.
+
+    Returns
+    -------
+    mean, err : float
+        Mean over pairs and ``k`` standard errors of it (pairs are the unit, as in
+        :func:`table1`).
+    """
+    acc = pairs.groupby(["model", "setting", "Location1", "Location2"])["Accuracy"].mean()
+    scored = {(m, st) for m, st, _, _ in acc.index}
+    missing = [m for m in (model, reference) if not {(m, "same"), (m, "diff")} <= scored]
+    if missing:
+        raise ValueError(f"fewer than two class pairs scored: no same and diff results for {missing}")
+    gap = {m: acc.xs((m, "same"), level=("model", "setting")) - acc.xs((m, "diff"), level=("model", "setting"))
+           for m in (model, reference)}
+    d = (gap[model] - gap[reference]).dropna()
+    if len(d) < 2:
+        raise ValueError(f"fewer than two class pairs scored for both {model!r} and {reference!r}")
+    return float(d.mean()), float(k * d.std(ddof=1) / np.sqrt(len(d)))
 
 
 # ----------------------------------------------------------------------------- distributions

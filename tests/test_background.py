@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protrep.background import (SETTINGS, background_setting, background_stats, class_sensitivity, compose,
+                                gap_change,
                                 distribution_shift, draw_donors, kl_divergence, localization_shift, pairwise_svm,
                                 published_table1, randomize_background, read_published, run_background, select_cells,
                                 table1)
@@ -198,6 +199,12 @@ def test_table1_and_sensitivity_by_hand():
     assert t.loc["m", ("same", "err")] == pytest.approx(3 * 0.1 / np.sqrt(3))
     gap = class_sensitivity(pairs, CLASSES)  # gaps: ab 0.3, ac 0.0, bc 0.3
     assert gap.loc["m"].to_dict() == pytest.approx({"a": 0.15, "b": 0.3, "c": 0.15})
+    other = pairs.assign(model="n", Accuracy=[0.9, 0.8, 0.7, 0.8, 0.8, 0.6])  # gaps: 0.1, 0.0, 0.1
+    mean, err = gap_change(pd.concat([pairs, other]), "n", "m")  # differences -0.2, 0.0, -0.2
+    assert mean == pytest.approx(-0.4 / 3)
+    assert err == pytest.approx(3 * np.std([-0.2, 0.0, -0.2], ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="fewer than two"):
+        gap_change(pairs, "x", "m")
 
 
 @settings(max_examples=40, deadline=None)
