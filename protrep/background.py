@@ -54,6 +54,8 @@ __all__ = [
     "SETTINGS",
     "background_stats",
     "compose",
+    "mask_background",
+    "format_table1",
     "draw_donors",
     "background_setting",
     "randomize_background",
@@ -128,11 +130,16 @@ def background_stats(images, masks, *, marker=1, progress=False):
 
 
 def compose(images, masks, background):
-    """The centre cells of ``images`` (where ``masks``) over ``background``; all (n, c, h, w)."""
+    """The centre cells of ``images`` (where ``masks``) over ``background``; (n, c, h, w), or broadcastable to it."""
     m = masks[:, None]
     if isinstance(images, torch.Tensor):
         return torch.where(m, images, background)
     return np.where(m, images, background).astype(np.float32, copy=False)
+
+
+def mask_background(images, masks, level):
+    """The centre cells of ``images`` on a constant background: ``level`` (n, c) per crop and channel."""
+    return compose(images, masks, level[:, :, None, None])
 
 
 def draw_donors(labels, proteins, pool_labels, pool_proteins, *, same, rng):
@@ -223,7 +230,7 @@ def background_setting(ds, setting, *, index=None, donors=None, stats=None, seed
 
         lev, noi = stats_of(index)
         if setting == "mask":
-            background = np.broadcast_to(lev[:, :, None, None], images.shape)
+            background = lev[:, :, None, None]
         elif setting == "cellfree":
             background = lev[:, :, None, None] + noi[:, :, None, None] * rng.standard_normal(images.shape,
                                                                                             dtype=np.float32)
@@ -278,16 +285,15 @@ def randomize_background(batch, masks, level, noise, generator, *, p=0.5):
     partner = (partner + (partner >= torch.arange(b))).clamp(max=b - 1).to(dev)  # another crop of the batch
     gauss = torch.randn(x.shape, generator=generator).to(dev, x.dtype)
     lev = level.to(dev, x.dtype)[:, :, None, None]
-    masked = lev.expand_as(x)
     swapped = x[partner] + (lev - lev[partner])
     cellfree = lev + noise.to(dev, x.dtype)[:, :, None, None] * gauss
-    new = torch.where((mode == 0)[:, None, None, None], masked, torch.where((mode == 1)[:, None, None, None],
-                                                                          swapped, cellfree))
+    new = torch.where((mode == 0)[:, None, None, None], lev, torch.where((mode == 1)[:, None, None, None],
+                                                                       swapped, cellfree))
     keep = (u >= p)[:, None, None, None]
     m = masks.to(dev)
     out = dict(batch)
     out["image"] = torch.where(keep, x, compose(x, m, new))
-    out["target"] = compose(x, m, masked)
+    out["target"] = mask_background(x, m, level.to(dev, x.dtype))
     return out
 
 
@@ -397,6 +403,17 @@ def table1(pairs, *, k=3.0):
     settings = [s for s in SETTINGS if s in out.columns.get_level_values(0)]
     order = list(dict.fromkeys(pairs["model"]))
     return out.reindex(columns=pd.MultiIndex.from_product([settings, ["mean", "err"]])).reindex(order)
+
+
+def format_table1(table):
+    """:func:`table1` as text for display: ``"mean ± err"`` per setting and the same-minus-different gap."""
+    settings = list(dict.fromkeys(table.columns.get_level_values(0)))
+    shown = pd.DataFrame({s: [f"{table.loc[m, (s, 'mean')]:.3f} ± {table.loc[m, (s, 'err')]:.3f}" for m in table.index]
+                          for s in settings}, index=table.index)
+    if {"same", "diff"} <= set(settings):
+        gap = table[("same", "mean")] - table[("diff", "mean")]
+        shown["same - diff"] = [f"{v:+.3f}" for v in gap]
+    return shown
 
 
 def class_sensitivity(pairs, classes):
@@ -582,8 +599,7 @@ def background_experiment(ds, extractors, *, settings=SETTINGS, max_per_class=10
         (long DataFrame: ``model, setting`` + :func:`pairwise_svm` columns) and ``table1``.
     """
     labels = ds.meta["label"].to_numpy()
-    single = ~ds.meta["localization"].astype(str).str.contains(";").to_numpy()
-    index = select_cells(np.where(single, labels, -1), max_per_class=max_per_class, seed=seed)
+    index = cells_for(ds, max_per_class=max_per_class, seed=seed)
     if not len(index):
         raise DataError(ds.source or "dataset", "has no labelled cells of single-localized proteins")
     features = setting_features(ds, index, extractors, settings=settings, donors=index, stats=stats, seed=seed,
@@ -605,12 +621,9 @@ def linear_predictor(extract, train_features, train_labels, n_classes, *, seed=0
     returns ``f(CellDataset) -> proba (n, n_classes)`` that extracts features with
     ``extract`` and predicts (classes absent from training get probability 0).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from .metrics import fit_linear_probe
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    model.fit(np.asarray(train_features), np.asarray(train_labels))
+    model = fit_linear_probe(train_features, train_labels, seed=seed)
     seen = model.classes_
 
     def predict(crops):

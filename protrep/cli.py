@@ -147,7 +147,7 @@ def _evaluate(args):
 
 def _background(args):
     from .atomic import write_json
-    from .background import run_background
+    from .background import format_table1, run_background
     from .inference import write_table
     from .readers import open_dataset
     from .train import check_compatible, load_run, resolve_device
@@ -165,13 +165,8 @@ def _background(args):
     result = run_background(ds, models, handcrafted=not args.no_handcrafted, max_per_class=args.max_per_class,
                             folds=args.folds, n_jobs=args.jobs, seed=args.seed, device=device,
                             threshold=args.kl_threshold, progress=not args.quiet)
-    t1 = result["table1"]
-    shown = {s: [f"{t1.loc[m, (s, 'mean')]:.3f} ± {t1.loc[m, (s, 'err')]:.3f}" for m in t1.index]
-             for s in t1.columns.get_level_values(0).unique()}
-    import pandas as pd
-
     print(f"mean pairwise linear-SVM accuracy (± 3 SE over class pairs), {result['summary']['n_cells']} cells")
-    print(pd.DataFrame(shown, index=t1.index).to_string())
+    print(format_table1(result["table1"]).to_string())
     if result["kl_changed_fraction"]:
         print(f"\nproteins whose localization changes without background (KL > {args.kl_threshold} nats):")
         for name, frac in result["kl_changed_fraction"].items():

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-__all__ = ["localization_accuracy", "linear_probe", "single_localized_test_cells", "per_class_f1", "macro_f1",
+__all__ = ["localization_accuracy", "linear_probe", "fit_linear_probe", "single_localized_test_cells", "per_class_f1", "macro_f1",
            "exact_match_accuracy", "tune_thresholds", "apply_thresholds"]
 
 
@@ -65,13 +65,22 @@ def linear_probe(train_x, train_y, test_x, *, seed=0, max_iter=2000):
     proba : ndarray (n_test, n_classes_seen)
     classes : ndarray of the class labels in the column order of ``proba``
     """
+    model = fit_linear_probe(train_x, train_y, seed=seed, max_iter=max_iter)
+    return model.predict_proba(np.asarray(test_x)), model.classes_
+
+
+def fit_linear_probe(train_x, train_y, *, seed=0, max_iter=2000):
+    """The fitted pipeline of :func:`linear_probe` (standardisation, multinomial logistic regression).
+
+    For predicting later or on several sets: ``.predict_proba(x)`` with columns in the order
+    of ``.classes_``.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
-    model.fit(np.asarray(train_x), np.asarray(train_y))
-    return model.predict_proba(np.asarray(test_x)), model.classes_
+    return model.fit(np.asarray(train_x), np.asarray(train_y))
 
 
 # --------------------------------------------------------------------------- multi-label

@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from .atomic import atomic_file, read_json, write_json
 from .config import from_dict, source_hash
-from .background import compose, randomize_background
+from .background import mask_background, randomize_background
 from .batches import CellTensors, augment, center_crop, step_generator
 from .errors import DataError
 from .models import REGISTRY, ModelConfig, build_model
@@ -202,8 +202,7 @@ def evaluate(model, data, *, batch_size=256, device=None, amp=True, channels_las
     for start in range(0, len(data), batch_size):
         batch = data.batch(np.arange(start, min(start + batch_size, len(data))), g)
         if "mask" in batch:  # trained with background randomisation: the target is the centre cell alone
-            batch["target"] = compose(batch["image"], batch.pop("mask"), batch.pop("level")[:, :, None, None]
-                                      .expand_as(batch["image"]))
+            batch["target"] = mask_background(batch["image"], batch.pop("mask"), batch.pop("level"))
             batch.pop("noise")
         batch = {k: (center_crop(v, module.train_crop).contiguous(memory_format=fmt)
                      if k in ("image", "partner", "target") else v) for k, v in batch.items()}

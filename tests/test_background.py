@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protrep.background import (SETTINGS, background_setting, background_stats, class_sensitivity, compose,
-                                gap_change,
+                                format_table1, gap_change,
                                 distribution_shift, draw_donors, kl_divergence, localization_shift, pairwise_svm,
                                 published_table1, randomize_background, read_published, run_background, select_cells,
                                 table1)
@@ -197,6 +197,9 @@ def test_table1_and_sensitivity_by_hand():
     t = table1(pairs)
     assert t.loc["m", ("same", "mean")] == pytest.approx(0.8)
     assert t.loc["m", ("same", "err")] == pytest.approx(3 * 0.1 / np.sqrt(3))
+    shown = format_table1(t)
+    assert shown.loc["m"].tolist() == [f"0.800 ± {3 * 0.1 / np.sqrt(3):.3f}",
+                                       f"0.600 ± {3 * 0.2 / np.sqrt(3):.3f}", "+0.200"]
     gap = class_sensitivity(pairs, CLASSES)  # gaps: ab 0.3, ac 0.0, bc 0.3
     assert gap.loc["m"].to_dict() == pytest.approx({"a": 0.15, "b": 0.3, "c": 0.15})
     other = pairs.assign(model="n", Accuracy=[0.9, 0.8, 0.7, 0.8, 0.8, 0.6])  # gaps: 0.1, 0.0, 0.1

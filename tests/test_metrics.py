@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, confusion_matrix
 
-from protrep.metrics import linear_probe, localization_accuracy, single_localized_test_cells
+from protrep.metrics import fit_linear_probe, linear_probe, localization_accuracy, single_localized_test_cells
 
 
 @settings(max_examples=40, deadline=None)
@@ -41,6 +41,8 @@ def test_linear_probe_separates_separable_classes():
     proba, classes = linear_probe(x[:200], y[:200], x[200:])
     assert list(classes) == [0, 1, 2] and proba.shape == (100, 3)
     assert (classes[proba.argmax(1)] == y[200:]).mean() > 0.95
+    fitted = fit_linear_probe(x[:200], y[:200])  # the same model, kept for later predictions
+    np.testing.assert_array_equal(fitted.predict_proba(x[200:]), proba)
 
 
 def test_single_localized_test_cells():
