@@ -65,9 +65,9 @@ def _train(args):
     model_config = ModelConfig(name=args.model, in_channels=ds.images.shape[1], n_classes=len(ds.classes) or 15,
                                image_size=ds.images.shape[-1],
                                width=args.width, feature_layer=args.feature_layer)
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+    train_config = TrainConfig(epochs=args.epochs or None, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                                seed=args.seed, device=args.device, max_steps=args.max_steps,
-                               background=args.background)
+                               budget_tflop=args.budget_tflop, init_from=args.init_from, background=args.background)
     history = train(model_config, train_config, ds, args.out, resume=args.resume, overwrite=args.overwrite,
                     progress=not args.quiet)
     print(history.to_string(index=False))
@@ -208,7 +208,12 @@ def _parser():
     t.add_argument("--model", required=True, choices=["deeploc", "pci", "ae", "seresnet"])
     t.add_argument("--data", required=True, help="dataset with a split column (e.g. from protrep simulate)")
     t.add_argument("--out", required=True, help="run directory (checkpoints, history, run.json)")
-    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=10, help="at most this many passes (0: no limit; then give "
+                   "--budget-tflop or --max-steps)")
+    t.add_argument("--budget-tflop", type=float, metavar="TFLOP",
+                   help="training compute: stop after this many TFLOP (3 x forward FLOPs per image x images); the "
+                        "learning-rate schedule spans it")
+    t.add_argument("--init-from", metavar="RUN", help="start from the best weights of this run (fine-tuning)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--width", type=float, default=1.0, help="width multiplier (0.25 for CPU runs)")

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
-           "distributions", "ap_bars", "setting_lines", "heatmap"]
+           "distributions", "ap_bars", "setting_lines", "heatmap", "quality_curves"]
 
 
 def _stretch(x, lo=0.5, hi=99.8):
@@ -286,3 +286,57 @@ def heatmap(table, *, ax=None, title=None, cmap="RdBu_r", center=0.0, fmt="{:.2f
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+def quality_curves(table, metric, *, x="minutes", chosen=None, live=None, ax=None, title=None):
+    """One line per width: a quality measure against training time (or compute).
+
+    Points are means over the seeds of a (width, budget); where there are several seeds,
+    each is drawn faintly with a bar of one standard deviation, so that a reader sees which
+    differences between widths exceed the seed-to-seed spread.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Points of one model from a sweep (:func:`protrep.sweep.read_sweep`), with a
+        ``minutes`` column (:func:`protrep.sweep.minutes_at_reference`).
+    metric : str
+        Column to plot (``test_accuracy``, ``probe_accuracy``, ``ap_compartments``, ...).
+    x : str
+        ``"minutes"`` (log scale) or ``"budget_tflop"``.
+    chosen : (width, budget_tflop), optional
+        The profile's setting, circled.
+    live : (x, y), optional
+        This book run's own point, drawn as a star.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for k, (width, group) in enumerate(table.groupby("width")):
+        # one point per budget: the mean over seeds; where there are several, each seed faintly and a bar of one SD
+        points = group.groupby("budget_tflop").agg(x=(x, "mean"), y=(metric, "mean"), sd=(metric, "std"),
+                                                   n=(metric, "size")).reset_index()
+        ax.plot(points["x"], points["y"], "o-", color=f"C{k}", ms=4, label=f"width {width:g}")
+        several = points["n"] > 1
+        if several.any():
+            ax.errorbar(points["x"][several], points["y"][several], yerr=points["sd"][several], fmt="none",
+                        ecolor=f"C{k}", capsize=3, lw=1)
+            ax.plot(group[x], group[metric], ".", color=f"C{k}", alpha=0.35, ms=5)
+        if chosen is not None and width == chosen[0]:
+            hit = points[points["budget_tflop"] == chosen[1]]
+            ax.plot(hit["x"], hit["y"], "o", ms=13, mfc="none", mec="k", mew=1.5,
+                    label=f"default ({chosen[1]:g} TFLOP)")
+    if live is not None:
+        ax.plot(*live, "*", ms=13, color="k", label="this run")
+    ax.set_xscale("log")
+    ax.set_xlabel("training minutes at 100 GFLOP/s" if x == "minutes" else "training TFLOP")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+

@@ -41,7 +41,7 @@ from .models import REGISTRY, ModelConfig, build_model
 from .progress import progress as progress_bar
 
 __all__ = ["TrainConfig", "train", "load_run", "run_path", "code_version", "resolve_device", "dataset_fingerprint",
-           "check_compatible"]
+           "check_compatible", "total_training_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,15 @@ class TrainConfig:
 
     Attributes
     ----------
-    epochs : int
-        Maximum number of passes over the training cells.
+    epochs : int or None
+        Maximum number of passes over the training cells; None for no limit other than
+        ``budget_tflop`` or ``max_steps`` (one of which is then required).
     batch_size : int
         Cells per optimisation step (over all processes together).
     lr : float
-        Peak learning rate of AdamW; linear warm-up over ``warmup_steps``, then cosine decay
-        to ``lr * min_lr_ratio`` at the last step.
+        Peak learning rate of AdamW; linear warm-up over ``warmup_steps`` (at most a tenth
+        of the run, so a short run is not all warm-up), then cosine decay to
+        ``lr * min_lr_ratio`` at the last step.
     weight_decay, warmup_steps, min_lr_ratio, grad_clip : float, int, float, float
     patience : int
         Stop after this many epochs without a lower validation loss (0: never stop early).
@@ -73,6 +75,14 @@ class TrainConfig:
     eval_batch_size : int
     max_steps : int or None
         Stop after this many steps in total (for smoke tests and benchmarks).
+    budget_tflop : float or None
+        Training compute: stop after this many TFLOP (:func:`protrep.models.training_flops`
+        per image, i.e. 3 x one forward pass, times the images seen); the learning-rate
+        schedule spans the budget. The book gives every model it compares the same budget,
+        which is the same on every machine (a time budget would not be).
+    init_from : str or None
+        A run directory whose best weights start this run (fine-tuning); None starts from
+        the seeded initialisation. The weights' hash is part of the run's identity.
     background : float
         Background randomisation (:func:`protrep.background.randomize_background`): the
         share of training crops whose background is masked, swapped in from another crop
@@ -81,7 +91,7 @@ class TrainConfig:
         trained with it reconstruct the centre cell alone.
     """
 
-    epochs: int = 10
+    epochs: int | None = 10
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -95,9 +105,25 @@ class TrainConfig:
     channels_last: bool = True
     eval_batch_size: int = 256
     max_steps: int | None = None
+    budget_tflop: float | None = None
+    init_from: str | None = None
     background: float = 0.0
 
     def __post_init__(self):
+        for name in ("epochs", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        for name in ("batch_size", "eval_batch_size", "warmup_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "warmup_steps" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ValueError(f"lr must be a finite learning rate >= 0, got {self.lr!r}")
+        if self.budget_tflop is not None and not (math.isfinite(self.budget_tflop) and self.budget_tflop > 0):
+            raise ValueError(f"budget_tflop must be a positive number of TFLOP or None, got {self.budget_tflop!r}")
+        if self.epochs is None and self.budget_tflop is None and self.max_steps is None:
+            raise ValueError("epochs=None needs budget_tflop or max_steps: the run must end somewhere")
         if not 0.0 <= self.background <= 1.0:
             raise ValueError(f"background must be a share between 0 and 1, got {self.background!r}")
 
@@ -161,9 +187,10 @@ def check_compatible(ds, model_config, classes=None):
 
 # ----------------------------------------------------------------------------- helpers
 def _lr_at(step, total, cfg):
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    warmup = min(cfg.warmup_steps, total // 10)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
@@ -247,7 +274,7 @@ def _prepare_run_dir(out, run_info, *, resume, overwrite):
     spec = out / "run.json"
     if spec.exists():
         old = read_json(spec, missing="no run.json")
-        keys = ("model", "train", "data", "code")
+        keys = ("model", "train", "data", "code", "init")
         same = {k: old.get(k) for k in keys} == {k: run_info[k] for k in keys}
         if not same and not overwrite:
             raise DataError(out, "already holds a different run (model, training, data or code differ); "
@@ -259,6 +286,44 @@ def _prepare_run_dir(out, run_info, *, resume, overwrite):
                 (out / name).unlink(missing_ok=True)
     write_json(spec, run_info)
     return out
+
+
+def total_training_steps(cfg, model_config, steps_per_epoch):
+    """Optimisation steps of a run: the least of ``epochs``, ``max_steps`` and ``budget_tflop``."""
+    limits = [cfg.max_steps] if cfg.max_steps is not None else []
+    if cfg.epochs is not None:
+        limits.append(cfg.epochs * steps_per_epoch)
+    if cfg.budget_tflop is not None:
+        from .models import training_flops
+
+        per_step = training_flops(model_config) * cfg.batch_size
+        limits.append(max(1, round(cfg.budget_tflop * 1e12 / per_step)))
+    return min(limits)
+
+
+def _weights_path(run):
+    """The weights a run hands on: ``best.pt``, else ``checkpoint.pt``."""
+    run = Path(run)
+    return run / "best.pt" if (run / "best.pt").exists() else run / "checkpoint.pt"
+
+
+def _init_fingerprint(run):
+    """Identity of the starting weights of a fine-tuning run (None from scratch)."""
+    if run is None:
+        return None
+    import hashlib
+
+    path = _weights_path(run)
+    if not path.is_file():
+        raise DataError(run, "init_from names no trained run (no best.pt or checkpoint.pt)")
+    return {"run": str(run), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
+
+
+def _load_weights(model, path):
+    try:
+        model.load_state_dict(_load_checkpoint(path)["model"])
+    except (KeyError, RuntimeError) as e:
+        raise DataError(path, f"does not hold weights of this run's model ({type(e).__name__}: {e})") from None
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -299,7 +364,8 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
     classifier = model_config.name in ("deeploc", "seresnet")
     check_compatible(dataset, model_config, classes=dataset.classes if classifier else None)
     run_info = {"model": model_config.to_dict(), "train": cfg.to_dict(), "data": dataset_fingerprint(dataset),
-                "code": code_version(), "classes": list(dataset.classes), "channels": list(dataset.channels)}
+                "code": code_version(), "init": _init_fingerprint(cfg.init_from), "classes": list(dataset.classes),
+                "channels": list(dataset.channels)}
     out = Path(out)
     if rank == 0:
         _prepare_run_dir(out, run_info, resume=resume, overwrite=overwrite)
@@ -317,7 +383,10 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
         raise DataError(dataset.source or "dataset", "has no localization labels in its training cells; "
                         f"{model_config.name} is trained on labelled cells")
 
-    model = build_model(model_config, seed=cfg.seed).to(device)  # no global seeding
+    model = build_model(model_config, seed=cfg.seed)  # no global seeding
+    if cfg.init_from is not None:
+        _load_weights(model, _weights_path(cfg.init_from))
+    model = model.to(device)
     channels_last = cfg.channels_last
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
@@ -326,9 +395,7 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     steps_per_epoch = max(1, len(data_train) // cfg.batch_size)  # full batches only: stable batch norm
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
+    total_steps = total_training_steps(cfg, model_config, steps_per_epoch)
     state = {"epoch": 0, "step": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
              "history": [], "loss_sum": 0.0, "n_seen": 0}
     if resume and (out / "checkpoint.pt").exists():
@@ -418,7 +485,7 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
                 state["bad_epochs"] += 1
             state.update(epoch=epoch + 1, step=0, loss_sum=0.0, n_seen=0)
             stop_early = cfg.patience and state["bad_epochs"] >= cfg.patience
-            done = state["epoch"] >= cfg.epochs or state["global_step"] >= total_steps or bool(stop_early)
+            done = state["global_step"] >= total_steps or bool(stop_early)
             state["stopped"] = bool(stop_early)
             checkpoint()
             if rank == 0:
@@ -454,11 +521,7 @@ def load_run(run, *, which="best", device="cpu"):
     """
     run = Path(run)
     info = read_json(run / "run.json", missing="not a training run (no run.json); train one with `protrep train`")
-    path = run / "best.pt" if which == "best" and (run / "best.pt").exists() else run / "checkpoint.pt"
-    ckpt = _load_checkpoint(path)
+    path = _weights_path(run) if which == "best" else run / "checkpoint.pt"
     model = build_model(ModelConfig.from_dict(info["model"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, RuntimeError) as e:
-        raise DataError(path, f"does not hold weights of this run's model ({type(e).__name__}: {e})") from None
+    _load_weights(model, path)
     return model.to(device).eval(), info

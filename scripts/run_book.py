@@ -15,6 +15,13 @@ notebooks refer to ``../data/...`` and write their headline numbers to
 the total, and stops with a non-zero exit status at the first failing cell; the
 partly executed notebook is kept for inspection.
 
+Before the first notebook ``run`` measures the machine's fp32 matmul rate
+(:func:`protrep.timing.matmul_gflops`); after each notebook it prints the wall time against
+the chapter's time share (:data:`protrep.timing.CHAPTER_BUDGETS`, scaled by that rate) and
+warns when a chapter goes over; at the end it prints the timing table (each chapter's time,
+its three longest cells, the rate) and writes it to ``<results>/timing.json``
+(``_build/results/timing.json`` by default).
+
 ``html`` assembles a staging source folder (``_build/src``: ``_config.yml``, ``_toc.yml``,
 everything in ``book/`` but the notebooks, and the executed notebooks in their place)
 and runs ``jupyter-book build`` on it with warnings as errors. The HTML lands in
@@ -54,6 +61,7 @@ __all__ = [
     "run_notebooks",
     "stage_book",
     "build_html",
+    "report_timing",
     "main",
 ]
 
@@ -152,6 +160,7 @@ def run_notebooks(
     kernel: str = KERNEL,
     log_output: bool = False,
     echo=print,
+    gflops: float | None = None,
 ) -> list[tuple[Path, float]]:
     """Execute ``notebooks`` in order with papermill, writing the executed copies to ``out``.
 
@@ -171,6 +180,9 @@ def run_notebooks(
         Stream cell outputs to the log while running.
     echo : callable
         Where progress lines go.
+    gflops : float, optional
+        The machine's matmul rate: each notebook's time is then printed against its time
+        share (:data:`protrep.timing.CHAPTER_BUDGETS`), with a warning when over.
 
     Returns
     -------
@@ -207,9 +219,54 @@ def run_notebooks(
                 )
             finally:
                 seconds = time.perf_counter() - start
-                echo(f"[run_book] {notebook.name}: {seconds:.1f} s", flush=True)
+                echo(f"[run_book] {notebook.name}: {seconds:.1f} s" + _against_share(notebook.stem, seconds, gflops),
+                     flush=True)
             timings.append((target, seconds))
     return timings
+
+
+def _against_share(stem, seconds, gflops):
+    """`` (share 210 s at 100 GFLOP/s = 60 s here)``, with a warning when over; empty without a rate or share."""
+    from protrep.timing import CHAPTER_BUDGETS, REFERENCE_GFLOPS, scaled_budget
+
+    if gflops is None or stem not in CHAPTER_BUDGETS:
+        return ""
+    share = scaled_budget(CHAPTER_BUDGETS[stem], gflops)
+    text = f" (share {CHAPTER_BUDGETS[stem]} s at {REFERENCE_GFLOPS:.0f} GFLOP/s = {share:.0f} s here)"
+    if seconds > share:
+        text += f"\n[run_book] WARNING: {stem} took {seconds / share:.2f} x its time share"
+    return text
+
+
+def report_timing(timings, gflops, path, *, profile, echo=print):
+    """Print the timing table of a run and write it to ``path`` (JSON); warn for chapters over their share.
+
+    Returns
+    -------
+    dict
+        What was written: ``matmul_gflops``, ``reference_gflops``, ``profile``, ``chapters``
+        (one row per notebook, :func:`protrep.timing.chapter_timing`), ``total_seconds``,
+        ``total_reference_seconds`` and ``budget_seconds``.
+    """
+    from protrep.atomic import write_json
+    from protrep.timing import BOOK_BUDGET_S, CHAPTER_BUDGETS, REFERENCE_GFLOPS, chapter_timing, format_timing
+
+    budgets = CHAPTER_BUDGETS if profile == "default" else {}  # the shares are the default profile's
+    rows = [chapter_timing(Path(target).stem, seconds, gflops, executed=target, budgets=budgets)
+            for target, seconds in timings]
+    echo("[run_book] timing:\n" + format_timing(rows, gflops), flush=True)
+    total = sum(seconds for _, seconds in timings)
+    report = {"profile": profile, "matmul_gflops": round(gflops, 1), "reference_gflops": REFERENCE_GFLOPS,
+              "chapters": rows, "total_seconds": round(total, 1),
+              "total_reference_seconds": round(total * gflops / REFERENCE_GFLOPS, 1), "budget_seconds": BOOK_BUDGET_S}
+    for row in rows:
+        if row["over"]:
+            echo(f"[run_book] WARNING: {row['chapter']} took {row['reference_seconds']:.0f} s at the reference rate, "
+                 f"over its share of {row['budget_seconds']} s (protrep.timing.CHAPTER_BUDGETS)", flush=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, report)
+    return report
 
 
 def stage_book(executed: Path, staging: Path, *, root: Path = ROOT) -> Path:
@@ -289,6 +346,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=[], metavar="STEM",
                      help="run only this notebook (e.g. 01_data; repeatable)")
     run.add_argument("--log-output", action="store_true", help="stream cell outputs while running")
+    run.add_argument("--results", type=Path, default=ROOT / "_build" / "results",
+                     help="where timing.json goes (the notebooks' out_dir is their own parameter)")
 
     html = sub.add_parser("html", help="stage the executed notebooks and build the HTML")
     html.add_argument("--executed", type=Path, default=ROOT / "_build" / "notebooks")
@@ -314,17 +373,18 @@ def main(argv=None) -> int:
         if not notebooks:
             print("[run_book] _toc.yml lists no notebook", file=sys.stderr)
             return 2
-        start = time.perf_counter()
+        from protrep.timing import matmul_gflops
+
+        gflops = matmul_gflops()
+        print(f"[run_book] this machine: fp32 matmul {gflops:.0f} GFLOP/s (torch.mm 4096 x 4096)", flush=True)
         try:
-            timings = run_notebooks(notebooks, args.out, parameters=parameters, log_output=args.log_output)
+            timings = run_notebooks(notebooks, args.out, parameters=parameters, log_output=args.log_output,
+                                    gflops=gflops if args.profile == "default" else None)
         except pm.PapermillExecutionError as err:
             print(f"[run_book] FAILED: {err.ename}: {err.evalue} (cell {err.exec_count}); "
                   f"see the executed notebook in {args.out}", file=sys.stderr)
             return 1
-        print("[run_book] wall times:")
-        for target, seconds in timings:
-            print(f"  {target.name:<40} {seconds:8.1f} s")
-        print(f"  {'total':<40} {time.perf_counter() - start:8.1f} s", flush=True)
+        report_timing(timings, gflops, args.results / "timing.json", profile=args.profile)
         return 0
     staging = stage_book(args.executed, args.staging)
     try:

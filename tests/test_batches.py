@@ -73,3 +73,34 @@ def test_center_crop():
     x = torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8)
     assert torch.equal(center_crop(x, 4), x[..., 2:6, 2:6])
     assert center_crop(x, None) is x and center_crop(x, 8) is x
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_dihedral_and_crop_match_their_definitions(n, seed):
+    from protrep.batches import _crop_at, _dihedral
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, 7, 7, generator=g)
+    k, flip = torch.randint(0, 4, (n,), generator=g), torch.rand(n, generator=g) < 0.5
+    expected = torch.stack([torch.rot90(x[i].flip(-1) if flip[i] else x[i], int(k[i]), dims=(-2, -1))
+                            for i in range(n)])
+    assert torch.equal(_dihedral(x, k, flip), expected)
+    oy, ox = torch.randint(0, 3, (n,), generator=g), torch.randint(0, 3, (n,), generator=g)
+    windows = torch.stack([x[i, :, oy[i]:oy[i] + 5, ox[i]:ox[i] + 5] for i in range(n)])
+    assert torch.equal(_crop_at(x, 5, oy, ox), windows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 4), h=st.integers(1, 9), w=st.integers(1, 9), low=st.floats(0, 50), span=st.floats(0, 50),
+       ties=st.booleans(), seed=st.integers(0, 2**16))
+def test_fast_percentiles_equal_numpy(n, h, w, low, span, ties, seed):
+    from protrep.batches import _percentiles
+
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(0, 5, (n, 2, h * w)) if ties else rng.random((n, 2, h * w)) * 1000).astype(np.float32)
+    qs = (low, low + span)
+    got = _percentiles(x, qs)
+    step = np.spacing(np.float32(np.abs(x).max()))  # one float32 step at the largest value
+    for q, values in zip(qs, got):
+        assert np.allclose(values, np.percentile(x, q, axis=-1), rtol=0, atol=step)

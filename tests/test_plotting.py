@@ -63,3 +63,16 @@ def test_setting_lines_and_heatmap():
     assert image.get_clim() == (-0.2, 0.2)  # symmetric around 0
     assert sorted(t.get_text() for t in axes[1].texts) == ["-0.10", "0.00", "0.20"]
     plt.close(fig)
+
+
+def test_quality_curves_average_seeds_and_mark_the_chosen_point():
+    table = pd.DataFrame({"width": [0.25] * 4 + [0.5] * 2, "budget_tflop": [1, 2, 2, 2, 1, 2],
+                          "minutes": [1.0, 2.0, 2.2, 1.8, 1.5, 3.0], "test_accuracy": [0.7, 0.8, 0.9, 0.85, 0.6, 0.7]})
+    fig, ax = plt.subplots()
+    assert plotting.quality_curves(table, "test_accuracy", chosen=(0.25, 2), live=(2.0, 0.86), ax=ax) is ax
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    mean = lines["width 0.25"]
+    assert np.allclose(mean.get_xdata(), [1.0, 2.0]) and np.allclose(mean.get_ydata(), [0.7, 0.85])
+    assert np.allclose(lines["default (2 TFLOP)"].get_ydata(), [0.85])
+    assert "this run" in lines and len(ax.collections) == 1  # one error bar set: only width 0.25 has seeds
+    plt.close(fig)

@@ -194,3 +194,55 @@ def test_write_embeddings_puts_proteins_beside_cells(data, tmp_path):
     cells, proteins = write_embeddings(data, feats, tmp_path / "e.csv.gz")
     assert len(read_table(tmp_path / "e.csv.gz")) == len(data) == len(cells)
     assert read_table(tmp_path / "e.proteins.csv.gz")["protein"].tolist() == proteins["protein"].tolist()
+
+
+def test_training_flops_are_three_forward_passes_and_scale_with_width():
+    from protrep.models import training_flops
+
+    # DeepLoc's first convolution at 60 x 60 on 2 channels into 16 (width 0.25): 2 * 9 * 2 * 16 * 3600 FLOPs
+    narrow, wide = (training_flops(ModelConfig(name="deeploc", width=w)) for w in (0.25, 0.5))
+    assert 3.5 < wide / narrow < 4.1  # channels double on both sides of most layers
+    assert training_flops(ModelConfig(name="deeploc", width=0.25)) > 3 * 2 * 9 * 2 * 16 * 3600
+    assert training_flops(ModelConfig(name="pci", width=0.25)) > narrow  # PCI's decoder runs at full resolution
+
+
+def test_budget_sets_the_number_of_steps(data, tmp_path):
+    from protrep.models import training_flops
+    from protrep.train import total_training_steps
+
+    model = _model("deeploc")
+    per_step = training_flops(model) * 16
+    budget = TrainConfig(epochs=None, batch_size=16, budget_tflop=7 * per_step / 1e12, warmup_steps=2, seed=1,
+                         patience=0)
+    assert total_training_steps(budget, model, steps_per_epoch=4) == 7
+    capped = TrainConfig(**{**budget.to_dict(), "epochs": 1})
+    assert total_training_steps(capped, model, steps_per_epoch=4) == 4
+    history = train(model, budget, data, tmp_path / "b", progress=False)
+    assert int(history["global_step"].iloc[-1]) == 7
+
+
+@pytest.mark.parametrize("bad", [{"epochs": None}, {"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")},
+                                 {"budget_tflop": -1.0}, {"max_steps": 0}])
+def test_train_config_rejects_values_that_cannot_train(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TrainConfig(**bad)
+
+
+def test_fine_tuning_starts_from_the_run_it_names(data, tmp_path):
+    base = train(_model("ae"), FAST, data, tmp_path / "base", progress=False)
+    zero_lr = TrainConfig(**{**FAST.to_dict(), "lr": 0.0, "init_from": str(tmp_path / "base")})
+    train(_model("ae"), zero_lr, data, tmp_path / "tuned", progress=False)
+    start, tuned = load_run(tmp_path / "base")[0].state_dict(), load_run(tmp_path / "tuned")[0].state_dict()
+    weights = [k for k in start if "running" not in k and "num_batches" not in k]  # batch-norm statistics move
+    assert all(torch.equal(start[k], tuned[k]) for k in weights)
+    assert len(base) >= 1
+    info = json.loads((tmp_path / "tuned" / "run.json").read_text())
+    assert info["init"]["run"] == str(tmp_path / "base") and len(info["init"]["sha256"]) == 16
+    # retraining the base changes the starting weights: the fine-tuned run is then another run
+    train(_model("ae"), TrainConfig(**{**FAST.to_dict(), "seed": 9}), data, tmp_path / "base", progress=False,
+          overwrite=True)
+    with pytest.raises(DataError, match="different run"):
+        train(_model("ae"), zero_lr, data, tmp_path / "tuned", progress=False)
+    with pytest.raises(DataError, match="init_from names no trained run"):
+        train(_model("ae"), TrainConfig(**{**FAST.to_dict(), "init_from": str(tmp_path / "none")}), data,
+              tmp_path / "x", progress=False)

@@ -64,6 +64,7 @@ __all__ = [
     "REGISTRY",
     "build_model",
     "count_parameters",
+    "training_flops",
     "DeepLoc",
     "PairedCellInpainting",
     "ConvAutoencoder",
@@ -253,3 +254,39 @@ def build_model(config, *, seed=None):
     if config.name not in REGISTRY:
         raise ValueError(f"unknown model {config.name!r}; known models are {sorted(REGISTRY)}")
     return REGISTRY[config.name](config, seed=seed)
+
+
+def training_flops(config, *, batch_size=2):
+    """Floating-point operations to train on one image: 3 x one forward pass.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix
+    products) on the inputs the training loop feeds the model: training crops of
+    ``train_crop`` (DeepLoc's 60 x 60) or whole images, with a partner cell where the model
+    takes one. The backward pass is counted as twice the forward, the usual convention.
+    Machine-independent, so a compute budget in FLOPs gives the same run on every machine.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    batch_size : int, keyword-only
+        Images of the counted batch (batch norm needs more than one); the count is per image.
+
+    Returns
+    -------
+    float
+        FLOPs per training image.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(config, seed=0)
+    side = model.train_crop or config.image_size
+    g = torch.Generator().manual_seed(0)
+    shape = (batch_size, config.in_channels, side, side)
+    batch = {"image": torch.rand(shape, generator=g), "partner": torch.rand(shape, generator=g),
+             "label": torch.zeros(batch_size, dtype=torch.int64)}
+    if config.name == "seresnet":
+        batch["multilabel"] = torch.zeros(batch_size, config.n_classes)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(batch)
+    return 3.0 * counter.get_total_flops() / batch_size
+
