@@ -34,11 +34,11 @@ BOOK_BUDGET_S = 30 * 60
 CHAPTER_BUDGETS = {
     "01_data": 60,
     "02_cnn": 270,
-    "03_autoencoder": 390,
+    "03_autoencoder": 420,
     "04_evaluation": 150,
-    "05_background": 330,
+    "05_background": 320,
     "06_hpa": 110,
-    "reserve": 490,
+    "reserve": 470,
 }
 assert sum(CHAPTER_BUDGETS.values()) == BOOK_BUDGET_S
 
