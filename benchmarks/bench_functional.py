@@ -4,7 +4,7 @@ Builds 4,000 proteins with 128-d Gaussian embeddings and four synthetic standard
 term sizes resemble the yeast ones (compartments: 15 terms of census-like sizes, a third
 of proteins in two; processes: ~100 terms of ~40-160 proteins, a fifth in two; pathways:
 terms of ~3-12 proteins over a third of the proteome; complexes: terms of 2-6 proteins
-over a quarter of it), then times :func:`protrep.functional.functional_ap` on each (one
+over a quarter of it), then times :func:`protrep.evaluation.retrieval.functional_ap` on each (one
 cosine matrix, co-annotation, sort of all pairs, AP) and one bootstrap replicate (a
 weighted AP over the already sorted pairs).
 
@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from protrep.functional import _bootstrap, _rank_pairs, functional_ap, random_embedding
-from protrep.proteome import HUH_CENSUS
+from protrep.data.proteome import HUH_CENSUS
+from protrep.evaluation.retrieval import _bootstrap, _rank_pairs, functional_ap, random_embedding
 
 
 def _partition(rng, ids, mean, low, high):

@@ -3,7 +3,7 @@
 Chen (2020) reports 4,500 images per minute for an SE-ResNet on HPA Kaggle images (the
 hardware is not stated). This prints, for each width, the images per minute of
 ``predict_proba`` (eval mode, channels-last, no gradients; bf16 autocast on CUDA) on
-random 512 x 512 images after one warm-up batch, via :func:`protrep.hpa.inference_throughput`,
+random 512 x 512 images after one warm-up batch, via :func:`protrep.inference.throughput.inference_throughput`,
 and the ratio to that anchor. File reading and normalisation are not timed.
 
     python benchmarks/bench_hpa.py [--widths 0.25,1.0] [--images 32] [--batch-size 8]
@@ -16,9 +16,10 @@ import platform
 
 import torch
 
-from protrep.hpa import HPA_CLASSES, inference_throughput
+from protrep.data.hpa import HPA_CLASSES
+from protrep.inference.throughput import inference_throughput
 from protrep.models import ModelConfig, build_model, count_parameters
-from protrep.train import resolve_device
+from protrep.training.runs import resolve_device
 
 ANCHOR = 4500  # images per minute, Chen 2020
 

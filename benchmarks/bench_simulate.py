@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from protrep.proteome import synthetic_proteome
-from protrep.render import TextureBank, plate_params, simulate_field
-from protrep.segment import extract_crops, segment_cells
-from protrep.simulate import SimConfig, simulate_dataset
+from protrep.data.proteome import synthetic_proteome
+from protrep.data.render import TextureBank, plate_params, simulate_field
+from protrep.data.segment import extract_crops, segment_cells
+from protrep.data.simulate import SimConfig, simulate_dataset
 
 
 def stages(config, n_fields=20):

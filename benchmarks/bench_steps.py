@@ -15,9 +15,9 @@ import time
 import numpy as np
 import torch
 
-from protrep.batches import CellTensors, augment, step_generator
 from protrep.models import REGISTRY, ModelConfig, build_model
 from protrep.timing import matmul_gflops
+from protrep.training.batches import CellTensors, augment, step_generator
 
 PIECES = ["batch", "augment", "format", "forward", "backward", "clip", "step"]
 

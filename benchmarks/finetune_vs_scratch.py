@@ -1,7 +1,7 @@
 """Background-invariant models fine-tuned from the base runs, against trained from scratch.
 
 Chapter 5 fine-tunes its background-invariant DeepLoc and autoencoder from the base runs of
-chapters 2 and 3 for ``FINE_TUNE_SHARE`` of their compute budget, instead of training them
+chapters 2 and 3 for the profile's ``fine_tune_share`` of their compute budget, instead of training them
 from scratch with the whole budget. This script measures whether that gives the same
 models: for each of the two, it trains the base model, the invariant model from scratch and
 the invariant model fine-tuned, on the book's simulated screen with the profile's settings,
@@ -23,15 +23,17 @@ import numpy as np
 import torch
 
 from protrep.atomic import write_json
-from protrep.background import background_experiment, cells_for, gap_change, partial_stats
-from protrep.dataset import load_dataset
-from protrep.inference import embed_cells
-from protrep.profiles import FINE_TUNE_SHARE, yeast_training
-from protrep.simulate import dataset_path, ensure_dataset, profile_config
-from protrep.standards import load_standards
-from protrep.sweep import model_quality
+from protrep.data.backgrounds import partial_stats
+from protrep.data.dataset import load_dataset
+from protrep.data.simulate import dataset_path, ensure_dataset
+from protrep.data.standards import load_standards
+from protrep.evaluation.confounding import background_experiment, cells_for, gap_change
+from protrep.evaluation.quality import model_quality
+from protrep.inference.embed import embed_cells
+from protrep.profiles import book_profile, yeast_training
 from protrep.timing import matmul_gflops
-from protrep.train import load_run, train
+from protrep.training.loop import train
+from protrep.training.runs import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +56,7 @@ def main(argv=None):
     p.add_argument("--profile", default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--background", type=float, default=0.5, help="TrainConfig.background of the invariant models")
-    p.add_argument("--share", type=float, default=FINE_TUNE_SHARE, help="fine-tuning budget / base budget")
+    p.add_argument("--share", type=float, help="fine-tuning budget / base budget (default: the profile's)")
     p.add_argument("--max-per-class", type=int, default=100, help="cells per class in the SVM grid (chapter 5's)")
     p.add_argument("--data-dir", type=Path, default=ROOT / "data")
     p.add_argument("--runs", type=Path, default=ROOT / "data" / "finetune-bench")
@@ -63,10 +65,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     gflops = matmul_gflops()
     ds_dir = dataset_path(args.data_dir, args.profile)
-    ensure_dataset(ds_dir, profile_config(args.profile, seed=0))
+    ensure_dataset(ds_dir, book_profile(args.profile).screen)
     ds, standards = load_dataset(ds_dir), load_standards(ds_dir)
+    share = book_profile(args.profile).fine_tune_share if args.share is None else args.share
     variants = {name: _train_variants(name, ds, args.runs, profile=args.profile, seed=args.seed,
-                                      background=args.background, share=args.share) for name in ("deeploc", "ae")}
+                                      background=args.background, share=share) for name in ("deeploc", "ae")}
     models = {f"{name}/{start}": load_run(run)[0] for name, v in variants.items() for start, (run, _, _) in v.items()}
     extractors = {key: (lambda crops, m=m: embed_cells(m, crops, crops="centre")) for key, m in models.items()}
     index = cells_for(ds, max_per_class=args.max_per_class, seed=args.seed)
@@ -91,7 +94,7 @@ def main(argv=None):
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     header = (f"commit {commit}; profile {args.profile}, seed {args.seed}, background {args.background}, fine-tuning share "
-              f"{args.share}; {len(index)} SVM cells; measured at fp32 matmul {gflops:.0f} GFLOP/s "
+              f"{share}; {len(index)} SVM cells; measured at fp32 matmul {gflops:.0f} GFLOP/s "
               f"({torch.get_num_threads()} threads); train_seconds on that machine")
     write_json(args.out, {"header": header, "rows": [{k: (None if isinstance(v, float) and np.isnan(v) else v)
                                                       for k, v in r.items()} for r in rows]})

@@ -2,7 +2,7 @@
 
 Trains every (model, width, budget) of the grid on the book's simulated screen
 (``TrainConfig.budget_tflop``; the learning-rate schedule spans the budget) and scores it
-on proteins it never saw (:func:`protrep.sweep.model_quality`: DeepLoc test accuracy, a
+on proteins it never saw (:func:`protrep.evaluation.quality.model_quality`: DeepLoc test accuracy, a
 linear probe, functional AP over held-out proteins at four scales). Rows go to a CSV, one
 per point, rewritten after each point, so an interrupted sweep keeps what it finished;
 runs are kept in ``--runs`` and reused when the sweep is run again.
@@ -28,13 +28,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from protrep.dataset import load_dataset
+from protrep.data.dataset import load_dataset
+from protrep.data.simulate import dataset_path, ensure_dataset
+from protrep.data.standards import load_standards
+from protrep.profiles import book_profile
+from protrep.evaluation.quality import SWEEP_COLUMNS, read_sweep, sweep_point, write_sweep
 from protrep.models import ModelConfig
-from protrep.simulate import dataset_path, ensure_dataset, profile_config
-from protrep.standards import load_standards
-from protrep.sweep import SWEEP_COLUMNS, read_sweep, sweep_point, write_sweep
 from protrep.timing import matmul_gflops
-from protrep.train import TrainConfig
+from protrep.training.loop import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +80,7 @@ def main(argv=None):
     gflops = matmul_gflops()
     print(f"fp32 matmul {gflops:.0f} GFLOP/s, {torch.get_num_threads()} threads", flush=True)
     ds_dir = dataset_path(args.data_dir, args.profile)
-    ensure_dataset(ds_dir, profile_config(args.profile, seed=0))
+    ensure_dataset(ds_dir, book_profile(args.profile).screen)
     ds, standards = load_dataset(ds_dir), load_standards(ds_dir)
     rows = read_sweep(args.out).to_dict("records") if args.out.is_file() else []
     done = {(r["model"], r["width"], r["budget_tflop"], r["seed"]) for r in rows}

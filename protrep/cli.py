@@ -5,31 +5,27 @@ Every command turns bad input (:class:`protrep.errors.DataError`, ``FileExistsEr
 """
 
 import argparse
+import dataclasses
 import json
 import logging
+import re
 import sys
+import typing
 
 __all__ = ["main"]
 
 
 def _simulate(args):
-    from .simulate import SimConfig, simulate_dataset
+    from .data.simulate import SimConfig, simulate_dataset
 
-    config = SimConfig(
-        n_proteins=args.proteins,
-        cells_per_protein=args.cells_per_protein,
-        seed=args.seed,
-        proteome=args.proteome,
-        huh_table=args.huh_table,
-        min_per_class=args.min_per_class,
-    )
+    config = _config_from(args, SimConfig)
     summary = simulate_dataset(args.out, config, workers=args.workers, overwrite=args.overwrite,
                                progress=not args.quiet)
     print(json.dumps(summary, indent=2))
 
 
 def _inspect(args):
-    from .readers import open_dataset
+    from .data.readers import open_dataset
 
     summary = open_dataset(args.path).summary()
     if args.json:
@@ -45,7 +41,7 @@ def _inspect(args):
 
 
 def _download(args):
-    from .download import download, list_downloads
+    from .data.download import download, list_downloads
 
     if args.list or not args.names:
         table = list_downloads()
@@ -57,26 +53,23 @@ def _download(args):
 
 
 def _train(args):
+    from .data.readers import open_dataset
     from .models import ModelConfig
-    from .readers import open_dataset
-    from .train import TrainConfig, train
+    from .training.loop import TrainConfig, train
 
     ds = open_dataset(args.data)
-    model_config = ModelConfig(name=args.model, in_channels=ds.images.shape[1], n_classes=len(ds.classes) or 15,
-                               image_size=ds.images.shape[-1],
-                               width=args.width, feature_layer=args.feature_layer)
-    train_config = TrainConfig(epochs=args.epochs or None, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                               seed=args.seed, device=args.device, max_steps=args.max_steps,
-                               budget_tflop=args.budget_tflop, init_from=args.init_from, background=args.background)
-    history = train(model_config, train_config, ds, args.out, resume=args.resume, overwrite=args.overwrite,
-                    progress=not args.quiet)
+    model_config = _config_from(args, ModelConfig, name=args.model, in_channels=ds.images.shape[1],
+                                n_classes=len(ds.classes) or 15, image_size=ds.images.shape[-1])
+    history = train(model_config, _config_from(args, TrainConfig), ds, args.out, resume=args.resume,
+                    overwrite=args.overwrite, progress=not args.quiet)
     print(history.to_string(index=False))
 
 
 def _embed(args):
-    from .inference import embed_cells, feature_columns, protein_table_path, write_embeddings
-    from .readers import open_dataset
-    from .train import check_compatible, load_run, resolve_device
+    from .data.readers import open_dataset
+    from .data.tables import feature_columns, protein_table_path
+    from .inference.embed import embed_cells, write_embeddings
+    from .training.runs import check_compatible, load_run, resolve_device
 
     device = resolve_device(args.device)
     model, info = load_run(args.run, device=device)
@@ -90,9 +83,10 @@ def _embed(args):
 def _predict(args):
     from pathlib import Path
 
-    from .inference import predict_cells, protein_distributions, write_table
-    from .readers import open_dataset
-    from .train import check_compatible, load_run, resolve_device
+    from .data.readers import open_dataset
+    from .data.tables import protein_distributions, write_table
+    from .inference.embed import predict_cells
+    from .training.runs import check_compatible, load_run, resolve_device
 
     device = resolve_device(args.device)
     model, info = load_run(args.run, device=device)
@@ -112,10 +106,10 @@ def _evaluate(args):
     from pathlib import Path
 
     from .atomic import write_json
+    from .data.standards import load_standards
+    from .data.tables import feature_columns
     from .errors import DataError
-    from .functional import _overlap_message, evaluate, read_embedding
-    from .inference import feature_columns
-    from .standards import load_standards
+    from .evaluation.retrieval import _overlap_message, evaluate, read_embedding
 
     embedding = read_embedding(args.embeddings)  # a per-cell table is averaged per protein
     standards = load_standards(args.standards)
@@ -147,10 +141,10 @@ def _evaluate(args):
 
 def _background(args):
     from .atomic import write_json
-    from .background import format_table1, run_background
-    from .inference import write_table
-    from .readers import open_dataset
-    from .train import check_compatible, load_run, resolve_device
+    from .data.readers import open_dataset
+    from .data.tables import write_table
+    from .evaluation.confounding import format_table1, run_background
+    from .training.runs import check_compatible, load_run, resolve_device
 
     device = resolve_device(args.device)
     ds = open_dataset(args.data)
@@ -160,15 +154,15 @@ def _background(args):
         if not sep or not name or not path:
             raise ValueError(f"--run takes NAME=RUN_DIR (e.g. deeploc=data/runs/deeploc), got {spec!r}")
         model, info = load_run(path, device=device)
-        check_compatible(ds, model.config, classes=info.get("classes") if model.config.name == "deeploc" else None)
+        check_compatible(ds, model.config, classes=info.get("classes") if model.is_classifier else None)
         models[name] = model
     result = run_background(ds, models, handcrafted=not args.no_handcrafted, max_per_class=args.max_per_class,
                             folds=args.folds, n_jobs=args.jobs, seed=args.seed, device=device,
-                            threshold=args.kl_threshold, progress=not args.quiet)
+                            threshold=args.threshold, progress=not args.quiet)
     print(f"mean pairwise linear-SVM accuracy (± 3 SE over class pairs), {result['summary']['n_cells']} cells")
     print(format_table1(result["table1"]).to_string())
     if result["kl_changed_fraction"]:
-        print(f"\nproteins whose localization changes without background (KL > {args.kl_threshold} nats):")
+        print(f"\nproteins whose localization changes without background (KL > {args.threshold} nats):")
         for name, frac in result["kl_changed_fraction"].items():
             print(f"  {name}: {frac:.1%}")
     write_json(args.out, {"data": str(args.data), "runs": args.run, "seed": args.seed, "folds": args.folds,
@@ -178,58 +172,89 @@ def _background(args):
     print(f"\nresults: {args.out}" + (f", pairs: {args.pairs}" if args.pairs else ""))
 
 
-def _parser():
-    p = argparse.ArgumentParser(prog="protrep", description="Protein representations from single-cell microscopy.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
-    sub = p.add_subparsers(dest="command", required=True)
+# --------------------------------------------------------------------------- options from configs
+def _field_docs(cls):
+    """``{field: first sentence of its description}`` from a config's numpydoc Attributes/Parameters."""
+    docs, names, lines = {}, [], (cls.__doc__ or "").splitlines()
+    for line in lines:
+        head = re.match(r"^    ([a-z_][a-z_0-9, ]*) : ", line)
+        if head:
+            names = [n.strip() for n in head.group(1).split(",")]
+            for n in names:
+                docs.setdefault(n, "")
+        elif names and line.startswith("        ") and line.strip():
+            for n in names:
+                docs[n] = (docs[n] + " " + line.strip()).strip()
+        elif not line.strip():
+            names = []
+    plain = {k: re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in docs.items()}
+    return {k: re.split(r"\.\s+(?=[A-Z])", v)[0].rstrip(".") for k, v in plain.items()}
+
+
+def _optional(kind):
+    def parse(text):
+        return None if text.lower() in ("none", "null") else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_config_options(parser, cls, *, skip=(), defaults=None):
+    """One ``--option`` per field of the frozen dataclass ``cls`` (types, defaults and help from the class)."""
+    hints, docs = typing.get_type_hints(cls), _field_docs(cls)
+    defaults = defaults or {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if f.name in skip or f.default is dataclasses.MISSING and f.name not in defaults:
+            continue
+        base = [t for t in typing.get_args(kind) if t is not type(None)] or [kind]
+        if not all(t in (int, float, str, bool) for t in base):
+            continue  # nested configs and tuples: not on the command line
+        default = defaults.get(f.name, f.default)
+        option = "--" + f.name.replace("_", "-")
+        text = docs.get(f.name, "") + f" (default: {default})"
+        if base == [bool]:
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=default, help=text)
+        else:
+            parse = _optional(base[0]) if type(None) in typing.get_args(kind) else base[0]
+            parser.add_argument(option, type=parse, default=default, help=text)
+
+
+def _config_from(args, cls, **fixed):
+    """The config ``cls`` built from the parsed options its fields name, plus ``fixed``."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **fixed})
+
+
+def _simulate_parser(sub):
+    from .data.simulate import SimConfig
 
     s = sub.add_parser("simulate", help="simulate an ORF-GFP yeast screen and write a protrep-cells dataset")
     s.add_argument("--out", required=True, help="destination folder (written atomically)")
-    s.add_argument("--proteins", type=int, default=400,
-                   help="number of proteins (huh2003: a random subset of the ORFs; 0 = all)")
-    s.add_argument("--cells-per-protein", type=int, default=30, help="crops kept per protein")
-    s.add_argument("--seed", type=int, default=0, help="seed; the same seed gives byte-identical output")
-    s.add_argument("--proteome", choices=["synthetic", "huh2003"], default="synthetic",
-                   help="synthetic functional hierarchy, or the real ORFs of Huh et al. 2003")
-    s.add_argument("--huh-table", help="path of the Huh 2003 table (huh2003 mode; found automatically if omitted)")
-    s.add_argument("--min-per-class", type=int, default=4,
-                   help="minimum proteins per localization class (synthetic mode; needs 15x as many proteins)")
+    _add_config_options(s, SimConfig)
+    s.add_argument("--proteins", dest="n_proteins", type=_optional(int), help=argparse.SUPPRESS)  # the old name
     s.add_argument("--workers", type=int, help="worker processes (default: all cores; output does not depend on it)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_simulate)
 
-    i = sub.add_parser("inspect", help="describe any dataset protrep reads")
-    i.add_argument("path", help="protrep-cells folder, DeepLoc HDF5, crop folder or HPA crop folder")
-    i.add_argument("--json", action="store_true", help="print JSON")
-    i.set_defaults(func=_inspect)
 
-    t = sub.add_parser("train", help="train a model (deeploc, pci, ae, seresnet) on a dataset's train split")
-    t.add_argument("--model", required=True, choices=["deeploc", "pci", "ae", "seresnet"])
+def _train_parser(sub):
+    from .models import REGISTRY, ModelConfig
+    from .training.loop import TrainConfig
+
+    t = sub.add_parser("train", help="train a registered model on a dataset's train split")
+    t.add_argument("--model", required=True, choices=sorted(REGISTRY))
     t.add_argument("--data", required=True, help="dataset with a split column (e.g. from protrep simulate)")
     t.add_argument("--out", required=True, help="run directory (checkpoints, history, run.json)")
-    t.add_argument("--epochs", type=int, default=10, help="at most this many passes (0: no limit; then give "
-                   "--budget-tflop or --max-steps)")
-    t.add_argument("--budget-tflop", type=float, metavar="TFLOP",
-                   help="training compute: stop after this many TFLOP (3 x forward FLOPs per image x images); the "
-                        "learning-rate schedule spans it")
-    t.add_argument("--init-from", metavar="RUN", help="start from the best weights of this run (fine-tuning)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--width", type=float, default=1.0, help="width multiplier (0.25 for CPU runs)")
-    t.add_argument("--feature-layer", help="layer used for embeddings (default: the model's)")
-    t.add_argument("--patience", type=int, default=3, help="early stopping: epochs without a lower validation loss")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    t.add_argument("--max-steps", type=int, help="stop after this many steps (smoke tests)")
+    _add_config_options(t, ModelConfig, skip=("name", "in_channels", "n_classes", "image_size"))
+    _add_config_options(t, TrainConfig)
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     t.add_argument("--overwrite", action="store_true", help="start again in a directory that holds another run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--background", type=float, default=0.0, metavar="SHARE",
-                   help="background randomisation: share of training crops whose background is masked, swapped or "
-                        "replaced by noise (e.g. 0.5; needs centre-cell masks; default 0: off)")
     t.set_defaults(func=_train)
 
+
+def _apply_parsers(sub):
     e = sub.add_parser("embed", help="per-cell and per-protein embeddings of a dataset with a trained run")
     e.add_argument("--run", required=True)
     e.add_argument("--data", required=True, help="any dataset protrep reads (gfp + rfp crops)")
@@ -237,14 +262,15 @@ def _parser():
     e.add_argument("--layer", help="feature layer (default: the run's)")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=_embed)
-
-    r = sub.add_parser("predict", help="per-protein predicted localization distribution (deeploc runs)")
+    r = sub.add_parser("predict", help="per-protein predicted localization distribution (classifier runs)")
     r.add_argument("--run", required=True)
     r.add_argument("--data", required=True, help="any dataset protrep reads, e.g. a folder of real crops")
     r.add_argument("--out", help="CSV of the distributions (default: RUN/predictions-<data name>.csv)")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=_predict)
 
+
+def _background_parser(sub):
     b = sub.add_parser("background", help="background confounding (Gupta et al. 2025): linear-SVM accuracy of "
                                           "features under five background settings")
     b.add_argument("data", help="dataset with centre-cell masks (protrep-cells folder)")
@@ -254,7 +280,7 @@ def _parser():
     b.add_argument("--max-per-class", type=int, default=1000, help="cells per class at most (default 1000)")
     b.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
     b.add_argument("--jobs", type=int, default=-1, help="parallel processes for the SVM grid (default: all cores)")
-    b.add_argument("--kl-threshold", type=float, default=0.1,
+    b.add_argument("--threshold", "--kl-threshold", type=float, default=0.1,
                    help="KL divergence (nats) above which a protein's distribution counts as changed")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", default="auto")
@@ -263,13 +289,8 @@ def _parser():
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=_background)
 
-    d = sub.add_parser("download", help="download public originals (URLs and checksums are built in)")
-    d.add_argument("names", nargs="*", help="what to download; none lists what is available")
-    d.add_argument("--dest", default="data/downloads", help="destination folder (default data/downloads)")
-    d.add_argument("--force", action="store_true", help="download again even if present")
-    d.add_argument("--list", action="store_true", help="list what can be downloaded")
-    d.set_defaults(func=_download)
 
+def _evaluate_parser(sub):
     v = sub.add_parser("evaluate", help="functional AP of a protein embedding on annotation standards (protein pairs)")
     v.add_argument("--embeddings", required=True,
                    help="embedding table (.csv/.csv.gz/.parquet: protein + f0000...; per-cell tables are averaged "
@@ -287,6 +308,28 @@ def _parser():
     v.add_argument("--out", help="write the results (and these options) as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_evaluate)
+
+
+def _data_parsers(sub):
+    i = sub.add_parser("inspect", help="describe any dataset protrep reads")
+    i.add_argument("path", help="protrep-cells folder, DeepLoc HDF5, crop folder or HPA crop folder")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=_inspect)
+    d = sub.add_parser("download", help="download public originals (URLs and checksums are built in)")
+    d.add_argument("names", nargs="*", help="what to download; none lists what is available")
+    d.add_argument("--dest", default="data/downloads", help="destination folder (default data/downloads)")
+    d.add_argument("--force", action="store_true", help="download again even if present")
+    d.add_argument("--list", action="store_true", help="list what can be downloaded")
+    d.set_defaults(func=_download)
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="protrep", description="Protein representations from single-cell microscopy.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    sub = p.add_subparsers(dest="command", required=True)
+    for build in (_simulate_parser, _data_parsers, _train_parser, _apply_parsers, _background_parser,
+                  _evaluate_parser):
+        build(sub)
     return p
 
 
@@ -296,8 +339,8 @@ def main(argv=None):
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if getattr(args, "proteins", None) == 0:
-        args.proteins = None
+    if getattr(args, "n_proteins", None) == 0:
+        args.n_proteins = None  # huh2003: every ORF
     try:
         args.func(args)
     except (DataError, FileExistsError, FileNotFoundError, ValueError) as e:

@@ -199,7 +199,7 @@ def ap_bars(table, *, methods, standards, relative=False, ax=None, title=None):
     Parameters
     ----------
     table : DataFrame
-        Long table of :func:`protrep.functional.evaluate` (``method``, ``standard``, ``ap``,
+        Long table of :func:`protrep.evaluation.retrieval.evaluate` (``method``, ``standard``, ``ap``,
         ``ap_low``, ``ap_high``, ``prevalence``).
     methods, standards : sequence of str
         Bar order within a group, and group order.
@@ -240,7 +240,7 @@ def setting_lines(table, *, published=None, ax=None, title=None):
     Parameters
     ----------
     table : DataFrame
-        :func:`protrep.background.table1` (index models; columns ``(setting, "mean"|"err")``).
+        :func:`protrep.evaluation.confounding.table1` (index models; columns ``(setting, "mean"|"err")``).
     published : DataFrame, optional
         The same layout for published models, drawn dashed and grey-toned.
     """
@@ -298,8 +298,8 @@ def quality_curves(table, metric, *, x="minutes", chosen=None, live=None, ax=Non
     Parameters
     ----------
     table : DataFrame
-        Points of one model from a sweep (:func:`protrep.sweep.read_sweep`), with a
-        ``minutes`` column (:func:`protrep.sweep.minutes_at_reference`).
+        Points of one model from a sweep (:func:`protrep.evaluation.quality.read_sweep`), with a
+        ``minutes`` column (:func:`protrep.evaluation.quality.minutes_at_reference`).
     metric : str
         Column to plot (``test_accuracy``, ``probe_accuracy``, ``ap_compartments``, ...).
     x : str

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-__all__ = ["REFERENCE_GFLOPS", "BOOK_BUDGET_S", "CHAPTER_BUDGETS", "matmul_gflops", "scaled_budget",
+__all__ = ["REFERENCE_GFLOPS", "BOOK_BUDGET_S", "CHAPTER_BUDGETS", "matmul_gflops", "cpu_capability", "scaled_budget",
            "notebook_cells", "chapter_timing", "format_timing"]
 
 #: fp32 matmul rate (GFLOP/s) at which every budget below is stated.
@@ -74,6 +74,20 @@ def matmul_gflops(n=4096, repeats=3, *, threads=None):
     finally:
         torch.set_num_threads(old)
     return 2 * n**3 / best / 1e9
+
+
+def cpu_capability():
+    """The vector instructions torch's CPU kernels use (``"AVX2"``, ``"AVX512"``, ...).
+
+    The reference machine runs AVX2 kernels. On an AVX-512 machine the matmul rate grows
+    more than the book's small convolutions and its numpy code do (measured on one 2-core
+    machine against its own AVX2-only single core: matmul 3.1 x, training steps of the
+    book's models 1.1-2.6 x, benchmarks/bench_steps.py), so times converted to the
+    reference rate come out too long there and the shares warn early.
+    """
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
 
 
 def scaled_budget(seconds, gflops):

@@ -249,20 +249,24 @@ def report_timing(timings, gflops, path, *, profile, echo=print):
         ``total_reference_seconds`` and ``budget_seconds``.
     """
     from protrep.atomic import write_json
-    from protrep.timing import BOOK_BUDGET_S, CHAPTER_BUDGETS, REFERENCE_GFLOPS, chapter_timing, format_timing
+    from protrep.timing import (BOOK_BUDGET_S, CHAPTER_BUDGETS, REFERENCE_GFLOPS, chapter_timing, cpu_capability,
+                                format_timing)
 
     budgets = CHAPTER_BUDGETS if profile == "default" else {}  # the shares are the default profile's
     rows = [chapter_timing(Path(target).stem, seconds, gflops, executed=target, budgets=budgets)
             for target, seconds in timings]
     echo("[run_book] timing:\n" + format_timing(rows, gflops), flush=True)
     total = sum(seconds for _, seconds in timings)
-    report = {"profile": profile, "matmul_gflops": round(gflops, 1), "reference_gflops": REFERENCE_GFLOPS,
+    report = {"profile": profile, "matmul_gflops": round(gflops, 1), "cpu_capability": cpu_capability(),
+              "reference_gflops": REFERENCE_GFLOPS,
               "chapters": rows, "total_seconds": round(total, 1),
               "total_reference_seconds": round(total * gflops / REFERENCE_GFLOPS, 1), "budget_seconds": BOOK_BUDGET_S}
     for row in rows:
         if row["over"]:
             echo(f"[run_book] WARNING: {row['chapter']} took {row['reference_seconds']:.0f} s at the reference rate, "
-                 f"over its share of {row['budget_seconds']} s (protrep.timing.CHAPTER_BUDGETS)", flush=True)
+                 f"over its share of {row['budget_seconds']} s (protrep.timing.CHAPTER_BUDGETS)"
+                 + ("; this machine's AVX-512 matmul overstates its speed for the book (protrep.timing.cpu_capability)"
+                    if report["cpu_capability"].startswith("AVX512") else ""), flush=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, report)
@@ -373,10 +377,11 @@ def main(argv=None) -> int:
         if not notebooks:
             print("[run_book] _toc.yml lists no notebook", file=sys.stderr)
             return 2
-        from protrep.timing import matmul_gflops
+        from protrep.timing import cpu_capability, matmul_gflops
 
         gflops = matmul_gflops()
-        print(f"[run_book] this machine: fp32 matmul {gflops:.0f} GFLOP/s (torch.mm 4096 x 4096)", flush=True)
+        print(f"[run_book] this machine: fp32 matmul {gflops:.0f} GFLOP/s (torch.mm 4096 x 4096), "
+              f"{cpu_capability()} kernels", flush=True)
         try:
             timings = run_notebooks(notebooks, args.out, parameters=parameters, log_output=args.log_output,
                                     gflops=gflops if args.profile == "default" else None)

@@ -31,3 +31,19 @@ def shared_data():
     if root is None:
         pytest.skip("real reference data not available (set PROTREP_SHARED_DATA to ../shared/data)")
     return root
+
+
+@pytest.fixture(scope="session")
+def quick_screen(tmp_path_factory):
+    """The ``quick`` profile's simulated yeast screen (seed 5), simulated once for the whole session.
+
+    Tests that need a realistic tiny dataset (training, background settings, quality
+    sweeps) read it with :func:`protrep.data.dataset.load_dataset`; none may write into it.
+    """
+    from protrep.data.simulate import simulate_dataset
+    from protrep.profiles import book_profile
+
+    path = tmp_path_factory.mktemp("quick-screen") / "ds"
+    simulate_dataset(path, book_profile("quick", seed=5).screen, workers=1, progress=False)
+    return path
+

@@ -5,8 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protrep.batches import CellTensors, augment, center_crop, percentile_stretch, step_generator
-from protrep.dataset import CellDataset
+from protrep.data.dataset import CellDataset
+from protrep.data.normalize import percentile_stretch
+from protrep.training.batches import CellTensors, augment, center_crop, step_generator
 
 
 def _dataset(proteins, size=8, seed=0):
@@ -78,7 +79,7 @@ def test_center_crop():
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 9), seed=st.integers(0, 2**16))
 def test_dihedral_and_crop_match_their_definitions(n, seed):
-    from protrep.batches import _crop_at, _dihedral
+    from protrep.training.batches import _crop_at, _dihedral
 
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 2, 7, 7, generator=g)
@@ -95,7 +96,7 @@ def test_dihedral_and_crop_match_their_definitions(n, seed):
 @given(n=st.integers(1, 4), h=st.integers(1, 9), w=st.integers(1, 9), low=st.floats(0, 50), span=st.floats(0, 50),
        ties=st.booleans(), seed=st.integers(0, 2**16))
 def test_fast_percentiles_equal_numpy(n, h, w, low, span, ties, seed):
-    from protrep.batches import _percentiles
+    from protrep.data.normalize import _percentiles
 
     rng = np.random.default_rng(seed)
     x = (rng.integers(0, 5, (n, 2, h * w)) if ties else rng.random((n, 2, h * w)) * 1000).astype(np.float32)

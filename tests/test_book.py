@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import run_book  # noqa: E402  (scripts/ is put on sys.path by conftest.py)
 
+pytestmark = pytest.mark.book
+
 
 class _Tags(HTMLParser):
     """Collect ``<img src>``, ``<script src>``, ``<link href>`` and count ``<table>`` tags."""
@@ -97,3 +99,57 @@ def test_html_loads_nothing_from_the_network(book):
     offending = {str(p.relative_to(html)): _parse(p).external for p in pages}
     offending = {k: v for k, v in offending.items() if v}
     assert not offending, f"pages load assets from the network: {offending}"
+
+
+def _results(book):
+    return {nb.stem: json.loads((book["results"] / f"{nb.stem}.json").read_text()) for nb in book["notebooks"]}
+
+
+def test_verdicts_follow_from_the_numbers_they_state(book):
+    r = _results(book)
+    probes = {m: r["03_autoencoder"][m]["probe_test_accuracy"] for m in ("pci", "ae")}
+    v = r["03_autoencoder"]["supervised_vs_probes"]
+    assert v["best_probe"] == max(probes, key=probes.get) and v["best_probe_accuracy"] == probes[v["best_probe"]]
+    assert v["supervised_accuracy"] == r["02_cnn"]["test_accuracy"]
+    assert v["above"] == (v["supervised_accuracy"] > v["best_probe_accuracy"])
+
+    ev = r["04_evaluation"]
+    for s, c in ev["claim"]["standards"].items():
+        assert c["ap"] == {m: ev["ap"][m][s] for m in ("deeploc", "pci", "ae")}
+        assert c["ahead"] == all(ev["ap"]["deeploc"][s] > ev["ap"][m][s] for m in ("pci", "ae"))
+        assert c["intervals_separate"] == all(ev["ap_ci"]["deeploc"][s][0] > ev["ap_ci"][m][s][1] for m in ("pci", "ae"))
+    assert ev["claim"]["holds"] == all(c["ahead"] for c in ev["claim"]["standards"].values())
+
+    bg = r["05_background"]
+    gap = bg["confounded"]["gap"]
+    for m, g in gap.items():
+        assert g == pytest.approx(bg["table1"][m]["same"] - bg["table1"][m]["diff"])
+    assert bg["confounded"]["confounded"] == [m for m, g in gap.items() if g > bg["confounded"]["min_gap"]]
+    for inv, v in bg["invariance"].items():
+        ref = v["reference"]
+        assert v["shrinks"] == ("beyond 3 SE" if v["gap_change"] + v["err"] < 0 else
+                                "within 3 SE" if v["gap_change"] < 0 else "no")
+        assert v["base"] == {m: bg["table1"][m]["base"] for m in (ref, inv)}
+        assert v["base_holds"] == (v["base"][inv] >= v["base"][ref] - 0.01)
+
+    hpa = r["06_hpa"]
+    assert hpa["throughput_vs_chen"]["trained_here"]["images_per_min"] == hpa["images_per_min"]
+    for v in hpa["throughput_vs_chen"].values():
+        assert v["at_or_above"] == (v["images_per_min"] >= v["anchor"])
+
+
+def test_numbers_keep_their_invariants(book):
+    r = _results(book)
+    ev = r["04_evaluation"]
+    for s, prevalence in ev["prevalence"].items():
+        if prevalence != prevalence:  # NaN: no positive pair among this profile's proteins
+            continue
+        low, high = ev["ap_ci"]["random"][s]
+        assert low <= prevalence <= high, f"{s}: a random embedding's AP interval misses the pair prevalence"
+        for m in ev["ap_ci"]:
+            lo, hi = ev["ap_ci"][m][s]
+            assert 0 <= lo <= hi <= 1, (m, s)
+    assert ev["ap"]["oracle"]["compartments"] > ev["ap"]["random"]["compartments"]
+    timing = r["02_cnn"]
+    assert timing["train_minutes_at_reference"] == pytest.approx(
+        timing["train_minutes"] * timing["matmul_gflops"] / 100.0)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protrep.atomic import atomic_dir, atomic_file
-from protrep.dataset import CELL_COLUMNS, CellDataset, load_dataset, split_by_protein, write_dataset
+from protrep.data.dataset import CELL_COLUMNS, CellDataset, load_dataset, split_by_protein, write_dataset
 from protrep.errors import DataError
 
 

@@ -1,13 +1,16 @@
-"""Downloads: registry contents and the download logic, on local file:// URLs only (no network)."""
+"""Downloads: registry contents and the download logic, against a local HTTP server only (no network)."""
 
+import functools
 import hashlib
+import http.server
 import logging
 import re
+import threading
 import zipfile
 
 import pytest
 
-from protrep import download as dl
+from protrep.data import download as dl
 from protrep.errors import DataError
 
 
@@ -15,18 +18,36 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
-def source(tmp_path):
-    file = tmp_path / "server" / "original.tab"
-    file.parent.mkdir()
+def served(tmp_path):
+    """A folder served over HTTP on a free local port: ``(folder, name -> url)``."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield folder, lambda name: f"http://127.0.0.1:{httpd.server_address[1]}/{name}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def source(served):
+    folder, url = served
+    file = folder / "original.tab"
     file.write_bytes(b"YAL001C\tTFC3\n" * 100)
-    return file
+    return file, url(file.name)
 
 
 def register(monkeypatch, name, url, sha256, filename="local.tab"):
-    registry = dict(dl.REGISTRY)
+    registry = dict(dl.DOWNLOADS)
     registry[name] = {"url": url, "sha256": sha256, "filename": filename, "description": "test", "licence": "none"}
-    monkeypatch.setattr(dl, "REGISTRY", registry)
+    monkeypatch.setattr(dl, "DOWNLOADS", registry)
 
 
 def leftovers(folder):
@@ -35,19 +56,20 @@ def leftovers(folder):
 
 def test_registry_entries_are_complete():
     table = dl.list_downloads()
-    assert set(table.index) == set(dl.REGISTRY)
+    assert set(table.index) == set(dl.DOWNLOADS)
     assert {"filename", "description", "licence", "url", "sha256", "pinned"} <= set(table.columns)
-    for name, entry in dl.REGISTRY.items():
+    for name, entry in dl.DOWNLOADS.items():
         assert re.match(r"^https?://", entry["url"]), name
         assert entry["filename"] and "/" not in entry["filename"], name
         assert entry["licence"] and entry["description"], name
         assert entry["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]), name
     assert {"deeploc-schuldiner-test", "sgd-go-slim", "mips-complexes", "hpa-subcellular-location",
-            "pci-toy-crops"} <= set(dl.REGISTRY)
+            "pci-toy-crops"} <= set(dl.DOWNLOADS)
 
 
 def test_download_verified(monkeypatch, tmp_path, source):
-    register(monkeypatch, "good", source.as_uri(), sha(source.read_bytes()))
+    source, uri = source
+    register(monkeypatch, "good", uri, sha(source.read_bytes()))
     path = dl.download("good", tmp_path / "out", progress=False)
     assert path == tmp_path / "out" / "local.tab"
     assert path.read_bytes() == source.read_bytes()
@@ -55,39 +77,44 @@ def test_download_verified(monkeypatch, tmp_path, source):
 
 
 def test_download_checksum_mismatch_leaves_nothing(monkeypatch, tmp_path, source):
-    register(monkeypatch, "bad", source.as_uri(), "0" * 64)
+    source, uri = source
+    register(monkeypatch, "bad", uri, "0" * 64)
     with pytest.raises(DataError) as e:
         dl.download("bad", tmp_path / "out", progress=False)
     message = str(e.value)
-    for part in (source.as_uri(), "local.tab", "0" * 64, sha(source.read_bytes())):
+    for part in (uri, "local.tab", "0" * 64, sha(source.read_bytes())):
         assert part in message
     assert not (tmp_path / "out" / "local.tab").exists()
     assert leftovers(tmp_path / "out") == []
 
 
 def test_download_unpinned_logs_checksum(monkeypatch, tmp_path, source, caplog):
-    register(monkeypatch, "free", source.as_uri(), None)
-    with caplog.at_level(logging.INFO, logger="protrep.download"):
+    source, uri = source
+    register(monkeypatch, "free", uri, None)
+    with caplog.at_level(logging.INFO, logger="protrep.data.download"):
         dl.download("free", tmp_path, progress=False)
     assert sha(source.read_bytes()) in caplog.text
 
 
 def test_download_skips_present_verified_file(monkeypatch, tmp_path, source):
-    register(monkeypatch, "good", source.as_uri(), sha(source.read_bytes()))
+    source, uri = source
+    register(monkeypatch, "good", uri, sha(source.read_bytes()))
     path = dl.download("good", tmp_path / "out", progress=False)
     source.unlink()  # a second download would now fail
     assert dl.download("good", tmp_path / "out", progress=False) == path
 
 
 def test_download_replaces_corrupt_present_file(monkeypatch, tmp_path, source):
-    register(monkeypatch, "good", source.as_uri(), sha(source.read_bytes()))
+    source, uri = source
+    register(monkeypatch, "good", uri, sha(source.read_bytes()))
     (tmp_path / "local.tab").write_bytes(b"half a fi")
     path = dl.download("good", tmp_path, progress=False)
     assert path.read_bytes() == source.read_bytes()
 
 
 def test_download_force_refetches_unpinned(monkeypatch, tmp_path, source):
-    register(monkeypatch, "free", source.as_uri(), None)
+    source, uri = source
+    register(monkeypatch, "free", uri, None)
     path = dl.download("free", tmp_path, progress=False)
     source.write_bytes(b"new release\n")
     assert dl.download("free", tmp_path, progress=False).read_bytes() != b"new release\n"
@@ -95,8 +122,8 @@ def test_download_force_refetches_unpinned(monkeypatch, tmp_path, source):
     assert path.exists()
 
 
-def test_download_missing_url_and_unknown_name(monkeypatch, tmp_path):
-    missing = (tmp_path / "nothing_here.tab").as_uri()
+def test_download_missing_url_and_unknown_name(monkeypatch, tmp_path, served):
+    missing = served[1]("nothing_here.tab")
     register(monkeypatch, "gone", missing, None)
     with pytest.raises(DataError) as e:
         dl.download("gone", tmp_path / "out", progress=False)
@@ -105,11 +132,11 @@ def test_download_missing_url_and_unknown_name(monkeypatch, tmp_path):
         dl.download("no-such-dataset", tmp_path)
 
 
-def test_download_extracts_zip(monkeypatch, tmp_path):
-    archive = tmp_path / "src.zip"
+def test_download_extracts_zip(monkeypatch, tmp_path, served):
+    archive = served[0] / "src.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("repo/yeast/AAC1/cell_1_gfp.tif", b"tiff bytes")
-    register(monkeypatch, "zipped", archive.as_uri(), sha(archive.read_bytes()), filename="repo.zip")
+    register(monkeypatch, "zipped", served[1]("src.zip"), sha(archive.read_bytes()), filename="repo.zip")
     folder = dl.download("zipped", tmp_path / "out", extract=True, progress=False)
     assert folder == tmp_path / "out" / "repo"
     assert (folder / "repo" / "yeast" / "AAC1" / "cell_1_gfp.tif").read_bytes() == b"tiff bytes"
@@ -137,4 +164,4 @@ def test_pinned_checksums_match_reference_copies(shared_data):
         "bt409-complexes": shared_data / "standards" / "yeast" / "bt409_complexes.txt",
     }
     for name, copy in copies.items():
-        assert dl.REGISTRY[name]["sha256"] == dl.sha256sum(copy), name
+        assert dl.DOWNLOADS[name]["sha256"] == dl.sha256sum(copy), name

@@ -11,7 +11,10 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from sklearn.metrics.pairwise import cosine_similarity
 
 from protrep.cli import main
-from protrep.functional import (
+from protrep.data.proteome import CLASSES, proteome_standards, synthetic_proteome
+from protrep.data.standards import filter_terms
+from protrep.data.tables import write_table
+from protrep.evaluation.retrieval import (
     RESULT_COLUMNS,
     _rank_pairs,
     _replicate_ap,
@@ -27,9 +30,6 @@ from protrep.functional import (
     random_embedding,
     read_embedding,
 )
-from protrep.inference import write_table
-from protrep.proteome import CLASSES, proteome_standards, synthetic_proteome
-from protrep.standards import filter_terms
 
 
 @st.composite

@@ -1,6 +1,5 @@
-"""Tests of protrep.handcrafted on synthetic cells with known patterns and on real crops."""
+"""Tests of protrep.evaluation.handcrafted on synthetic cells with known patterns and on real crops."""
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ from skimage.draw import disk, ellipse
 from skimage.feature import graycomatrix, graycoprops
 from skimage.measure import regionprops
 
-from protrep.handcrafted import (
+from protrep.evaluation.handcrafted import (
     PERCENTILES,
     feature_names,
     feature_table,
@@ -187,7 +186,7 @@ def test_empty_mask_falls_back_to_centred_disk(random_cells, caplog):
     images, masks = random_cells
     masks = masks.copy()
     masks[2] = False
-    with caplog.at_level("WARNING", logger="protrep.handcrafted"):
+    with caplog.at_level("WARNING", logger="protrep.evaluation.handcrafted"):
         f = features(images, masks)
     assert np.isfinite(f.to_numpy()).all()
     assert f.attrs["n_mask_fallback"] == 1 and f.attrs["mask_fallback"] == [2]
@@ -303,15 +302,6 @@ def test_scale_invariance_property(seed, radius, factor):
     np.testing.assert_allclose(g[rest], f[rest], rtol=1e-8, atol=1e-10)
 
 
-def test_speed_of_a_thousand_cells(rng):
-    n = 1000
-    masks = np.broadcast_to(disk_mask(19), (n, SIZE, SIZE))
-    images = rng.poisson(120.0, size=(n, 2, SIZE, SIZE)).astype(np.float32)
-    start = time.perf_counter()
-    handcrafted_features(images, masks)
-    assert time.perf_counter() - start < 15  # about 1-2 s on one free core
-
-
 # ---------------------------------------------------------------------------------------
 # PCA
 
@@ -350,7 +340,7 @@ def real_features(request):
     root = request.getfixturevalue("shared_data") / "yeast-crops"
     if not root.is_dir():
         pytest.skip(f"{root} not found")
-    from protrep.readers import read_crop_folder
+    from protrep.data.readers import read_crop_folder
 
     ds = read_crop_folder(root)
     return ds, feature_table(ds)

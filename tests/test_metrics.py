@@ -5,7 +5,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, confusion_matrix
 
-from protrep.metrics import fit_linear_probe, linear_probe, localization_accuracy, single_localized_test_cells
+from protrep.evaluation.metrics import (
+    fit_linear_probe,
+    linear_probe,
+    localization_accuracy,
+    single_localized_test_cells,
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -38,11 +43,17 @@ def test_linear_probe_separates_separable_classes():
     centres = rng.normal(0, 5, (3, 8))
     y = rng.integers(0, 3, 300)
     x = centres[y] + rng.normal(0, 0.5, (300, 8))
-    proba, classes = linear_probe(x[:200], y[:200], x[200:])
-    assert list(classes) == [0, 1, 2] and proba.shape == (100, 3)
-    assert (classes[proba.argmax(1)] == y[200:]).mean() > 0.95
+    proba = linear_probe(x[:200], y[:200], x[200:])
+    assert proba.shape == (100, 3) and np.allclose(proba.sum(1), 1)
+    assert (proba.argmax(1) == y[200:]).mean() > 0.95
     fitted = fit_linear_probe(x[:200], y[:200])  # the same model, kept for later predictions
     np.testing.assert_array_equal(fitted.predict_proba(x[200:]), proba)
+    # a class absent from training keeps its column, with probability 0
+    seen = y[:200] != 1
+    padded = linear_probe(x[:200][seen], y[:200][seen], x[200:], n_classes=4)
+    assert padded.shape == (100, 4) and (padded[:, [1, 3]] == 0).all() and np.allclose(padded.sum(1), 1)
+    with pytest.raises(ValueError, match="n_classes"):
+        linear_probe(x[:200], y[:200], x[200:], n_classes=2)
 
 
 def test_single_localized_test_cells():

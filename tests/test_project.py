@@ -139,6 +139,32 @@ def test_notebook_has_one_parameters_cell(path):
         assert name in assigned, f"{path.name}: parameters cell does not set `{name}`"
 
 
+SKELETON = ["## Overview", "## Prerequisites", "## Imports", "## Parameters", "## Summary", "## What's next"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_follows_the_house_skeleton(path):
+    """Title; Overview, Prerequisites (with the runtime), Imports, Parameters, ..., Summary; What's next last."""
+    nb = nbformat.read(path, as_version=4)
+    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+                if re.match(r"^#{1,2} ", line)]
+    assert headings and headings[0].startswith("# "), f"{path.name} does not open with a title"
+    found = [h for h in headings if h in SKELETON]
+    assert found == SKELETON, f"{path.name}: skeleton headings {found}, want {SKELETON} in this order"
+    assert headings[-1] == "## What's next", f"{path.name} does not end with What's next"
+    prerequisites = next(c.source for c in nb.cells if "## Prerequisites" in c.source)
+    assert "Runtime" in prerequisites and "100 GFLOP/s" in prerequisites, (
+        f"{path.name}: the Prerequisites do not give the runtime at the reference matmul rate")
+
+
+def test_notebooks_compute_through_the_package():
+    """No profile tables, environment lookups or local function definitions in the notebooks."""
+    for path in NOTEBOOKS:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        for pattern in (r"^PROFILES\s*=", r"os\.environ", r"^def \w+\("):
+            assert not re.search(pattern, code, flags=re.M), f"{path.name} has {pattern!r}: move it into protrep"
+
+
 # -- CI, Makefile and book config -------------------------------------------------------
 
 

@@ -2,8 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from protrep.proteome import (CLASSES, HUH_CENSUS, HUH_TO_CLASS, huh2003_proteome, proteome_standards,
-                              synthetic_proteome)
+from protrep.data.proteome import (
+    CLASSES,
+    HUH_CENSUS,
+    HUH_TO_CLASS,
+    huh2003_proteome,
+    proteome_standards,
+    synthetic_proteome,
+)
 
 
 @pytest.fixture(scope="module")

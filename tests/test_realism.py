@@ -1,4 +1,4 @@
-"""Tests of protrep.realism on synthetic crops and on the 877 real WT2 yeast crops."""
+"""Tests of protrep.data.realism on synthetic crops and on the 877 real WT2 yeast crops."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 from skimage.draw import disk, ellipse
 
-from protrep.realism import PSD_BAND, crop_statistics, psd_slope, realism_table
+from protrep.data.realism import crop_statistics, psd_slope, realism_table
 
 COLUMNS = [
     "diameter_px",
@@ -160,7 +160,7 @@ def _field_of_cells(seed, shape=(384, 384), n=40):
 
 
 def test_crop_statistics_on_crops_of_a_segmented_field():
-    from protrep.segment import extract_crops, segment_cells
+    from protrep.data.segment import extract_crops, segment_cells
 
     img, truth = _field_of_cells(7)
     field = np.stack([img, img])

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protrep.proteome import CLASSES, synthetic_proteome
-from protrep.render import FieldParams, PlateParams, TextureBank, _geometry, _pattern, _place_cells, simulate_field
+from protrep.data.proteome import CLASSES, synthetic_proteome
+from protrep.data.render import FieldParams, PlateParams, TextureBank, _geometry, _pattern, _place_cells, simulate_field
 
 PLATE = PlateParams(gain=1.0, background_gfp=10, background_rfp=12, vignetting=0.2, defocus=0.3)
 SMALL = FieldParams(size=256)

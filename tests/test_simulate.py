@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from protrep.dataset import CELL_COLUMNS, load_dataset, load_proteins
-from protrep.simulate import SimConfig, simulate_dataset
+from protrep.data.dataset import CELL_COLUMNS, load_dataset, load_proteins
+from protrep.data.simulate import SimConfig, simulate_dataset
 
 TINY = SimConfig(n_proteins=30, cells_per_protein=6, seed=7, min_per_class=2)
 
@@ -92,7 +92,7 @@ def test_existing_output_is_refused_and_kept(tiny):
 
 
 def test_killed_run_leaves_no_half_dataset(tmp_path, monkeypatch):
-    import protrep.dataset as dataset
+    import protrep.data.dataset as dataset
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
@@ -108,7 +108,7 @@ def test_config_round_trip_and_unknown_keys():
     assert SimConfig.from_dict(json.loads(json.dumps(d))) == TINY
     with pytest.raises(ValueError, match="unknown SimConfig keys"):
         SimConfig.from_dict({**d, "n_protein": 3})
-    with pytest.raises(ValueError, match="unknown FieldParams keys"):
+    with pytest.raises(ValueError, match="unknown imaging keys"):
         SimConfig.from_dict({**d, "imaging": {"psf": 1}})
     with pytest.raises(ValueError, match="proteome"):
         SimConfig(proteome="human")
@@ -132,10 +132,11 @@ def test_huh_mode_simulates_real_orfs(shared_data, tmp_path):
 
 
 def test_ensure_dataset_reuses_only_the_same_config(tmp_path):
-    from protrep.simulate import ensure_dataset, profile_config
+    from protrep.data.simulate import ensure_dataset
+    from protrep.profiles import book_profile
 
-    config = profile_config("quick", seed=1, n_proteins=None)
-    assert config.n_proteins == 45 and config.cells_per_protein == 8
+    config = book_profile("quick", seed=1).screen
+    assert config.n_proteins == 45 and config.cells_per_protein == 8 and config.seed == 1
     first = ensure_dataset(tmp_path / "d", config, workers=1, progress=False)
     assert first["reused"] is False and first["n_cells"] > 0
     assert ensure_dataset(tmp_path / "d", config, workers=1, progress=False)["reused"] is True
@@ -143,7 +144,7 @@ def test_ensure_dataset_reuses_only_the_same_config(tmp_path):
     assert ensure_dataset(tmp_path / "d", changed, workers=1, progress=False)["reused"] is False
     assert SimConfig.from_dict(json.loads((tmp_path / "d" / "dataset.json").read_text())["config"]) == changed
     with pytest.raises(ValueError, match="profile must be one of"):
-        profile_config("huge")
+        book_profile("huge")
     # a dataset made by other code is simulated again
     head = tmp_path / "d" / "dataset.json"
     head.write_text(json.dumps({**json.loads(head.read_text()), "code_version": "older"}))
@@ -151,7 +152,7 @@ def test_ensure_dataset_reuses_only_the_same_config(tmp_path):
 
 
 def test_proteins_table_round_trips_with_empty_text(tiny):
-    from protrep.render import _cell_mixture
+    from protrep.data.render import _cell_mixture
 
     proteins = load_proteins(tiny[0])
     assert (proteins["secondary"] == "").any() and not proteins["secondary"].isna().any()

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protrep.errors import DataError
-from protrep.standards import (
+from protrep.data.standards import (
     HUH2003_COMPARTMENTS,
     ROOT_TERMS,
     STANDARD_COLUMNS,
@@ -26,6 +25,7 @@ from protrep.standards import (
     standard_sizes,
     validate_orfs,
 )
+from protrep.errors import DataError
 
 GO_SLIM = (
     "YAL001C\tTFC3\tS000000001\tC\tnucleus\tGO:0005634\tORF|Verified\n"
@@ -145,7 +145,7 @@ def test_sgd_features_cr_endings_quotes_aliases(tmp_path):
 def test_sgd_pathways_mapping_and_unmapped(tmp_path, caplog):
     features = write(tmp_path / "SGD_features.tsv", FEATURES)
     file = write(tmp_path / "pathways.tab", PATHWAYS)
-    with caplog.at_level(logging.WARNING, logger="protrep.standards"):
+    with caplog.at_level(logging.WARNING, logger="protrep.data.standards"):
         table = read_sgd_pathways(file, features)
     assert table.values.tolist() == [["purine biosynthesis", "YGL234W"], ["sphingolipid biosynthesis", "YLR372W"]]
     assert table.attrs["n_unmapped"] == 2 and table.attrs["unmapped"] == ["FEN1", "NOTAGENE"]

@@ -2,11 +2,18 @@ import json
 
 import nbformat
 import pytest
-
-from protrep.timing import (BOOK_BUDGET_S, CHAPTER_BUDGETS, REFERENCE_GFLOPS, chapter_timing, format_timing,
-                            matmul_gflops, notebook_cells, scaled_budget)
-
 import run_book  # noqa: E402  (scripts/ is on sys.path through conftest.py)
+
+from protrep.timing import (
+    BOOK_BUDGET_S,
+    CHAPTER_BUDGETS,
+    REFERENCE_GFLOPS,
+    chapter_timing,
+    format_timing,
+    matmul_gflops,
+    notebook_cells,
+    scaled_budget,
+)
 
 
 def test_chapter_shares_fill_the_book_budget_and_cover_every_chapter():

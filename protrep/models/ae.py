@@ -23,7 +23,7 @@ neural networks. Science, 313(5786), 504-507.
 import torch.nn.functional as F
 from torch import nn
 
-from protrep.models import Model, check_image, global_max_pool, resolve_layer, scaled
+from .base import Model, check_image, global_max_pool, resolve_layer, scaled
 
 __all__ = ["ConvAutoencoder"]
 
@@ -93,7 +93,7 @@ class ConvAutoencoder(Model):
         """Reconstruction loss of ``batch["image"]`` (or of ``batch["target"]`` where given).
 
         With background randomisation the target is the centre cell alone
-        (:func:`protrep.background.randomize_background`), so the code cannot spend
+        (:func:`protrep.training.batches.randomize_background`), so the code cannot spend
         capacity on the neighbours.
 
         Returns

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from protrep.models import Model, check_image, global_max_pool, resolve_layer, scaled
+from .base import Model, check_image, global_max_pool, resolve_layer, scaled
 
 __all__ = ["DeepLoc", "five_crops"]
 
@@ -109,6 +109,7 @@ class DeepLoc(Model):
     """
 
     default_layer = "fc2"
+    is_classifier = True
     feature_layers = tuple(f"conv{i}" for i in range(1, 9)) + ("fc1", "fc2")
 
     def build(self, config):

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from protrep.models import Model, check_image, global_max_pool, resolve_layer, scaled
+from .base import Model, check_image, global_max_pool, resolve_layer, scaled
 
 __all__ = ["PairedCellInpainting"]
 

@@ -21,12 +21,12 @@ classifier's bias starts at ``log(0.05 / 0.95)`` (every class at probability 0.0
 al.'s prior initialization), so the first steps are not spent pushing 27 negatives down.
 
 Targets: ``batch["multilabel"]``, float ``(B, n_classes)`` multi-hot, when the dataset is
-multi-label (:class:`~protrep.batches.CellTensors` adds it); otherwise the one-hot of
+multi-label (:class:`~protrep.training.batches.CellTensors` adds it); otherwise the one-hot of
 ``batch["label"]`` (cells with label -1 contribute nothing), so the model also trains on
 the single-label yeast datasets.
 
 Channels: any number (``in_channels``); for HPA images the order is
-:data:`protrep.hpa.HPA_CHANNELS` (red microtubules, green protein, blue nucleus, yellow
+:data:`protrep.data.hpa.HPA_CHANNELS` (red microtubules, green protein, blue nucleus, yellow
 ER). With 4 input channels the training loop zeroes the yellow channel of 30% of the
 training images (``train_channel_dropout``, drawn from the loop's per-step generator, so
 ``forward`` itself stays deterministic): HPA single-cell crops without an ER channel can
@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from protrep.models import Model, check_image, global_max_pool, resolve_layer, scaled
+from .base import Model, check_image, global_max_pool, resolve_layer, scaled
 
 __all__ = ["SEResNet", "focal_loss"]
 
@@ -147,10 +147,11 @@ class SEResNet(Model):
     ``forward`` returns ``"loss"`` (focal loss) and ``"logits"`` ``(B, n_classes)``;
     ``sigmoid(logits)`` are the per-class probabilities (:meth:`predict_proba`), which
     do not sum to 1. Decisions use per-class thresholds tuned on validation images
-    (:func:`protrep.metrics.tune_thresholds`).
+    (:func:`protrep.evaluation.metrics.tune_thresholds`).
     """
 
     default_layer = "pool"
+    is_classifier = True
     feature_layers = ("conv1", "conv2", "conv3", "conv4", "conv5", "pool")
     channel_orders = (("gfp", "rfp"), ("red", "green", "blue", "yellow"))
 

@@ -18,14 +18,14 @@ Generative model of a field (lengths scale with ``size / 128``)
    nuclear envelope.
 3. **Protein channel.** The sum of the patterns of the protein's locations
    (:data:`PATTERNS`), each scaled to mean 1 over its own support (a concentration, as in
-   :mod:`protrep.render`), times the cell's expression (log-normal, 35% cell to cell),
+   :mod:`protrep.data.render`), times the cell's expression (log-normal, 35% cell to cell),
    plus a small diffuse cytosolic fraction.
-4. **Optics and camera** as in :mod:`protrep.render`: Gaussian PSF plus per-field defocus,
-   per-plate background, gain and vignetting (:func:`protrep.render.plate_params`),
+4. **Optics and camera** as in :mod:`protrep.data.render`: Gaussian PSF plus per-field defocus,
+   per-plate background, gain and vignetting (:func:`protrep.data.render.plate_params`),
    Poisson-Gaussian camera noise, offset, 16-bit clipping.
 
 The spot, ring and texture helpers are those of the yeast simulator
-(:mod:`protrep.render`), which this module only imports.
+(:mod:`protrep.data.render`), which this module only imports.
 """
 
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..config import Config, check_int, check_number
 from .render import _ring, _spots, _texture
 
 __all__ = ["HumanFieldParams", "PATTERNS", "REFERENCE_CHANNELS", "simulate_human_field"]
@@ -40,14 +41,14 @@ __all__ = ["HumanFieldParams", "PATTERNS", "REFERENCE_CHANNELS", "simulate_human
 #: Channel order of a rendered field, as the HPA's: microtubules, protein, nucleus, ER.
 REFERENCE_CHANNELS = ("red", "green", "blue", "yellow")
 
-#: HPA classes the simulator draws (names as :data:`protrep.hpa.HPA_CLASSES`).
+#: HPA classes the simulator draws (names as :data:`protrep.data.hpa.HPA_CLASSES`).
 PATTERNS = ("Nucleoplasm", "Nuclear membrane", "Nucleoli", "Nucleoli fibrillar center", "Nuclear speckles",
             "Nuclear bodies", "Endoplasmic reticulum", "Golgi apparatus", "Actin filaments", "Microtubules",
             "Centrosome", "Plasma membrane", "Mitochondria", "Cytosol")
 
 
 @dataclass(frozen=True)
-class HumanFieldParams:
+class HumanFieldParams(Config):
     """Imaging model of a human-cell field.
 
     Attributes
@@ -76,6 +77,12 @@ class HumanFieldParams:
     read_noise: float = 4.0
     offset: float = 100.0
     adu_per_photon: float = 1.0
+
+    def __post_init__(self):
+        check_int(self, "size", low=16)
+        check_number(self, "cell_radius", "adu_per_photon", low=0.0, strict_low=True)
+        check_number(self, "cells_per_field", "photons_protein", "photons_reference", "psf_sigma", "defocus_sd",
+                     "read_noise", "offset", low=0.0)
 
 
 def _cells(rng, p, s):
@@ -139,7 +146,7 @@ def _geometry(c, size):
 
 
 def _field_spots(g, px, py, weight, sigma):
-    """Gaussian spots at absolute field positions (n, k): (n, size, size), with :func:`protrep.render._spots`."""
+    """Gaussian spots at absolute field positions (n, k): (n, size, size), with :func:`protrep.data.render._spots`."""
     n = px.shape[0]
     size = g["X"].shape[-1]
     coords = {"dx": np.broadcast_to(g["X"], (n, 1, size)), "dy": np.broadcast_to(g["Y"][..., :1], (n, size, 1))}
@@ -255,8 +262,8 @@ def simulate_human_field(rng, locations, plate, params=HumanFieldParams(), *, we
     rng : numpy.random.Generator
     locations : sequence of str
         The protein's locations, names of :data:`PATTERNS`.
-    plate : protrep.render.PlateParams
-        Plate nuisance (:func:`protrep.render.plate_params`): gain, background, vignetting,
+    plate : protrep.data.render.PlateParams
+        Plate nuisance (:func:`protrep.data.render.plate_params`): gain, background, vignetting,
         defocus.
     params : HumanFieldParams
     weights : sequence of float, optional

@@ -1,31 +1,29 @@
 """Download the public originals of the reference data (``protrep download``).
 
-:data:`REGISTRY` names every file the book and tests can use, with its public URL, its
+:data:`DOWNLOADS` names every file the book and tests can use, with its public URL, its
 licence and, where the bytes at the URL are fixed (a commit-pinned GitHub file), its
 SHA-256. Files at "current release" URLs (SGD, GO, HPA) change with every release, so
 their checksum is left ``None``: :func:`download` then logs the checksum it computed so
 that a user can pin the exact version they used.
 
-Downloads stream to a temporary file beside the destination, are verified, and are then
-renamed into place, so an interrupted download never leaves a partial file under the
-final name.
+Downloads go through pooch (``pooch.retrieve``): they stream to a temporary file beside
+the destination, are verified against the registry's SHA-256, and are then renamed into
+place, so an interrupted download never leaves a partial file under the final name.
 """
 
 import hashlib
 import logging
+import re
 import shutil
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_dir, atomic_file
-from .errors import DataError
-from .progress import progress as progress_bar
+from ..atomic import atomic_dir
+from ..errors import DataError
 
-__all__ = ["REGISTRY", "list_downloads", "download", "sha256sum", "extract_zip"]
+__all__ = ["DOWNLOADS", "list_downloads", "download", "sha256sum", "extract_zip", "shared_data_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ _PCI_COMMIT = "bd60b51df489c81a69ccbda478c27cd626b05739"  # alexxijielu/paired_c
 #: The pinned checksums were computed from copies whose size and content match the
 #: commit-pinned originals; ``None`` where the URL serves a moving "current" release or a
 #: GitHub-generated archive (not guaranteed byte-stable), or where no original was at hand.
-REGISTRY = {
+DOWNLOADS = {
     "deeploc-schuldiner-test": {
         "url": f"https://raw.githubusercontent.com/okraus/DeepLoc/{_DEEPLOC_COMMIT}/datasets_small/"
                "Schuldiner_test_set.hdf5",
@@ -141,7 +139,7 @@ def list_downloads():
     """
     rows = {name: {"filename": e["filename"], "description": e["description"], "licence": e["licence"],
                    "url": e["url"], "sha256": e["sha256"], "pinned": e["sha256"] is not None}
-            for name, e in sorted(REGISTRY.items())}
+            for name, e in sorted(DOWNLOADS.items())}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "name"
     return table
@@ -157,10 +155,10 @@ def sha256sum(path):
 
 
 def _entry(name):
-    if name not in REGISTRY:
-        raise ValueError(f"unknown download {name!r}; choose one of {', '.join(sorted(REGISTRY))} "
+    if name not in DOWNLOADS:
+        raise ValueError(f"unknown download {name!r}; choose one of {', '.join(sorted(DOWNLOADS))} "
                          "(see list_downloads())")
-    entry = REGISTRY[name]
+    entry = DOWNLOADS[name]
     missing = [k for k in ("url", "sha256", "filename") if k not in entry]
     if missing:
         raise ValueError(f"registry entry {name!r} lacks {missing}")
@@ -173,7 +171,7 @@ def download(name, dest_dir, *, force=False, extract=False, progress=True, timeo
     Parameters
     ----------
     name : str
-        A key of :data:`REGISTRY` (see :func:`list_downloads`).
+        A key of :data:`DOWNLOADS` (see :func:`list_downloads`).
     dest_dir : str or Path
         Folder to write ``<dest_dir>/<filename>`` into; created if missing.
     force : bool
@@ -216,33 +214,35 @@ def download(name, dest_dir, *, force=False, extract=False, progress=True, timeo
     got = _fetch(url, dest, expected, progress=progress, timeout=timeout)
     if expected is None:
         logger.warning("%s: downloaded from %s without a pinned checksum; its sha256 is %s "
-                       "(pin it in protrep.download.REGISTRY to verify future downloads)", dest, url, got)
+                       "(pin it in protrep.data.download.DOWNLOADS to verify future downloads)", dest, url, got)
     else:
         logger.info("%s: downloaded and verified (sha256 %s)", dest, got)
     return _maybe_extract(dest, extract, force)
 
 
 def _fetch(url, dest, expected, *, progress, timeout):
-    """Stream ``url`` into a temporary file, check it, rename it to ``dest``; return the sha256."""
-    digest = hashlib.sha256()
+    """Download ``url`` to ``dest`` with pooch (checked, then renamed into place); return its sha256.
+
+    pooch streams into a temporary file beside ``dest``, verifies ``expected`` and only then
+    moves the file to its name, so a failed or mismatching download leaves nothing behind.
+    """
+    import pooch
+    import requests
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)  # pooch keeps a present file; the caller decided to fetch it anew
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_file(dest, "wb") as out:
-            total = response.headers.get("Content-Length")
-            with progress_bar(total=int(total) if total else None, unit="B", unit_scale=True,
-                              desc=dest.name, disable=not progress, leave=False) as bar:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-            got = digest.hexdigest()
-            if expected is not None and got != expected:
-                raise DataError(url, f"checksum mismatch for {dest.name}: expected sha256 {expected}, "
-                                     f"got {got}; the download was discarded")
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        if isinstance(e, DataError):
-            raise
+        pooch.retrieve(url, known_hash=None if expected is None else f"sha256:{expected}", fname=dest.name,
+                       path=dest.parent, progressbar=progress, downloader=pooch.HTTPDownloader(timeout=timeout))
+    except ValueError as e:
+        if "hash" in str(e).lower():
+            got = re.search(r"got ([0-9a-f]{64})", str(e))
+            raise DataError(url, f"checksum mismatch for {dest.name}: expected sha256 {expected}, got "
+                                 f"{got.group(1) if got else 'another'}; the download was discarded") from None
         raise DataError(url, f"download failed ({e})") from None
-    return got
+    except (requests.RequestException, OSError) as e:
+        raise DataError(url, f"download failed ({e})") from None
+    return sha256sum(dest)
 
 
 def _maybe_extract(path, extract, force):
@@ -288,3 +288,16 @@ def extract_zip(path, dest, *, overwrite=False):
             except (zipfile.BadZipFile, OSError, EOFError) as e:
                 raise DataError(path, f"corrupt member {member.filename!r} ({e})") from None
     return dest
+
+
+def shared_data_dir(path=None):
+    """The folder of real reference data: ``path``, else ``$PROTREP_SHARED_DATA``; None when neither is a folder.
+
+    Notebooks and tests read the real crops, standards and published results from it and
+    skip what needs them when it is None.
+    """
+    import os
+
+    value = path or os.environ.get("PROTREP_SHARED_DATA")
+    return Path(value) if value and Path(value).is_dir() else None
+

@@ -48,7 +48,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["CLASSES", "HUH_CENSUS", "HUH_TO_CLASS", "N_TRAITS", "synthetic_proteome", "huh2003_proteome",
            "proteome_standards"]

@@ -1,43 +1,20 @@
-"""Background confounding of single-cell crops, and background randomisation for training.
+"""Background confounding measured: Gupta et al.'s pairwise linear SVMs and localization shifts.
 
-A crop of a yeast screen holds its centre cell and pieces of its neighbours. Neighbours
-express the same protein, so a model may classify the centre cell by looking at them
-(Gupta, Moses & Lu 2025). Keeping the centre cell fixed by its mask, this module builds
-crops whose background is one of five *settings*:
-
-============  ===========================================================================
-``base``      unaltered
-``mask``      everything outside the centre cell set to the crop's background level
-``same``      swapped in from a crop of another protein of the same localization class
-``diff``      swapped in from a crop of a different localization class (class drawn
-              uniformly among the other classes, then a cell uniformly)
-``cellfree``  replaced by cell-free background: Gaussian noise with the level and noise
-              of the crop's own cell-free pixels
-============  ===========================================================================
-
-Intensity normalisation. A crop's *background level* and *noise* are the median and
-1.4826 x MAD, per channel, of its cell-free pixels: those outside the centre cell and
-outside the (slightly grown) Otsu foreground of the marker channel, see
-:func:`background_stats`. ``mask`` fills with the level rather than
-with 0 (as Gupta et al. do in their normalised images): in raw camera counts 0 lies below
-the camera offset, and the per-cell percentile stretch the models apply would turn it into
-a black frame that no real crop has. A swapped-in donor crop is shifted by the difference
-of the two background levels, so the recipient keeps its own background level and the
-donor's cells keep their contrast over it.
-
-Measurements follow Gupta et al.: for every pair of classes, a linear SVM on standardised
-features, balanced classes, stratified k-fold accuracy (:func:`pairwise_svm`); the mean
-over pairs per model and setting is their Table 1 (:func:`table1`). For proteins with
-several localizations (or heterogeneous ones), a classifier's mean predicted distribution
-with and without background is compared by KL divergence (:func:`distribution_shift`).
-
-:func:`randomize_background` is the training-time counterpart: a batch transform that
-masks, swaps or replaces the background of a random share of the crops, so that a model
-cannot use the neighbours (``TrainConfig.background``).
+Features of crop-based models change with the cells around the centre cell (Gupta, Moses
+& Lu 2025). Given the five background settings of :mod:`protrep.data.backgrounds`, this
+module measures, for every pair of classes, a linear SVM on standardised features,
+balanced classes, stratified k-fold accuracy (:func:`pairwise_svm`); the mean over pairs
+per model and setting is their Table 1 (:func:`table1`). For proteins with several
+localizations (or heterogeneous ones), a classifier's mean predicted distribution with and
+without background is compared by KL divergence (:func:`distribution_shift`).
+:func:`run_background` runs the whole experiment on trained models (``protrep
+background``); it imports the inference layer only when called, so this module imports
+without torch.
 
 References
 ----------
-Gupta, Moses & Lu (2025). Background confounding in single-cell crops of yeast screens.
+Gupta, Moses & Lu (2025). Representation learning methods for single-cell microscopy are
+confounded by background cells. PMLR 311.
 """
 
 import logging
@@ -45,20 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .errors import DataError
-from .progress import progress as progress_bar
+from ..data.backgrounds import SETTINGS, background_setting, partial_stats
+from ..errors import DataError
+from ..progress import progress as progress_bar
 
 __all__ = [
-    "SETTINGS",
-    "background_stats",
-    "compose",
-    "mask_background",
     "format_table1",
-    "draw_donors",
-    "background_setting",
-    "randomize_background",
     "pairwise_svm",
     "select_cells",
     "table1",
@@ -68,233 +38,20 @@ __all__ = [
     "distribution_shift",
     "read_published",
     "published_table1",
+    "setting_features",
+    "background_experiment",
+    "linear_predictor",
+    "localization_shift",
+    "cells_for",
+    "run_background",
+    "confounded",
+    "invariance_verdict",
+    "finetune_verdict",
 ]
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("base", "mask", "same", "diff", "cellfree")
 _PUBLISHED_FILES = {"base": "base", "mask": "mask", "same": "same", "diff": "diff", "cellfree": "batch"}
-_MIN_FREE = 64
-
-
-# ----------------------------------------------------------------------------- crops
-def background_stats(images, masks, *, marker=1, progress=False):
-    """Background level and noise of every crop and channel, from its cell-free pixels.
-
-    Cell-free pixels lie outside the centre cell and outside the foreground of the marker
-    channel: Otsu's threshold of the marker smoothed with a Gaussian (sigma 1 px), the
-    foreground grown by 2 px to leave out the blurred rims of cells. (Within 1% of the level
-    and 20% of the noise found with a full segmentation, :func:`protrep.segment.segment_crop`,
-    at a fifth of the cost.) Where fewer than 64 pixels are cell-free, all pixels outside the
-    centre cell are used.
-
-    Parameters
-    ----------
-    images : ndarray, shape (n, c, h, w)
-    masks : ndarray of bool, shape (n, h, w)
-        Centre-cell masks.
-    marker : int
-        Channel whose foreground marks every cell of the crop (the cytosolic marker).
-
-    Returns
-    -------
-    level, noise : ndarray of float32, shape (n, c)
-        Median and 1.4826 x median absolute deviation of the cell-free pixels.
-    """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
-
-    images = np.asarray(images, dtype=np.float32)
-    masks = np.asarray(masks, dtype=bool)
-    if images.ndim != 4 or masks.shape != (images.shape[0],) + images.shape[2:]:
-        raise ValueError(f"images (n, c, h, w) and masks (n, h, w) must match; got {images.shape} and {masks.shape}")
-    n, c = images.shape[:2]
-    level = np.zeros((n, c), np.float32)
-    noise = np.zeros((n, c), np.float32)
-    grow = np.zeros((3, 3, 3), bool)
-    grow[1] = ndi.generate_binary_structure(2, 1)  # within each crop only
-    for start in progress_bar(range(0, n, 1024), desc="background statistics", unit="block", disable=not progress):
-        stop = min(start + 1024, n)
-        smooth = ndi.gaussian_filter(images[start:stop, marker], sigma=(0, 1, 1))
-        fg = np.stack([s > threshold_otsu(s) if s.max() > s.min() else np.zeros(s.shape, bool) for s in smooth])
-        fg = ndi.binary_dilation(fg, structure=grow, iterations=2)
-        for i in range(start, stop):
-            free = ~fg[i - start] & ~masks[i]
-            if free.sum() < _MIN_FREE:
-                free = ~masks[i] if (~masks[i]).any() else np.ones_like(free)
-            values = images[i][:, free]
-            med = np.median(values, axis=1)
-            level[i] = med
-            noise[i] = 1.4826 * np.median(np.abs(values - med[:, None]), axis=1)
-    return level, noise
-
-
-def compose(images, masks, background):
-    """The centre cells of ``images`` (where ``masks``) over ``background``; (n, c, h, w), or broadcastable to it."""
-    m = masks[:, None]
-    if isinstance(images, torch.Tensor):
-        return torch.where(m, images, background)
-    return np.where(m, images, background).astype(np.float32, copy=False)
-
-
-def mask_background(images, masks, level):
-    """The centre cells of ``images`` on a constant background: ``level`` (n, c) per crop and channel."""
-    return compose(images, masks, level[:, :, None, None])
-
-
-def draw_donors(labels, proteins, pool_labels, pool_proteins, *, same, rng):
-    """A donor cell from ``pool`` for every cell: same class (other protein) or another class.
-
-    Parameters
-    ----------
-    labels, proteins : arrays (n,)
-        Class index and protein of the recipient cells.
-    pool_labels, pool_proteins : arrays (m,)
-        Class index and protein of the candidate donors.
-    same : bool
-        True: a donor of the recipient's class, from another protein when the class has
-        one (else another cell of the same protein). False: a class drawn uniformly from the
-        other classes present in the pool, then a donor uniformly from it.
-    rng : numpy Generator
-
-    Returns
-    -------
-    ndarray of int (n,)
-        Index into the pool.
-    """
-    labels, proteins = np.asarray(labels), np.asarray(proteins)
-    pool_labels, pool_proteins = np.asarray(pool_labels), np.asarray(pool_proteins)
-    by_class = {k: np.flatnonzero(pool_labels == k) for k in np.unique(pool_labels)}
-    present = np.array(sorted(by_class))
-    donors = np.empty(len(labels), int)
-    for i, (k, p) in enumerate(zip(labels, proteins)):
-        if same:
-            cand = by_class.get(k)
-            if cand is None:
-                raise ValueError(f"no donor of class {k} in the pool for a same-class swap")
-            other = cand[pool_proteins[cand] != p]
-            cand = other if len(other) else cand
-        else:
-            classes = present[present != k]
-            if not len(classes):
-                raise ValueError("the pool has no other class to swap in from")
-            cand = by_class[classes[rng.integers(len(classes))]]
-        donors[i] = cand[rng.integers(len(cand))]
-    return donors
-
-
-def background_setting(ds, setting, *, index=None, donors=None, stats=None, seed=0):
-    """Cells ``index`` of ``ds`` in one background setting, as a new :class:`CellDataset`.
-
-    Parameters
-    ----------
-    ds : CellDataset
-        With centre-cell masks, a ``label`` column (class index, -1 unknown) and ``protein``.
-    setting : str
-        One of :data:`SETTINGS`.
-    index : array of int, optional
-        The recipient cells (all if None).
-    donors : array of int, optional
-        Cells of ``ds`` that may donate backgrounds for ``same`` and ``diff`` (default: every
-        labelled cell of a single-localized protein).
-    stats : (level, noise), optional
-        :func:`background_stats` of all cells of ``ds`` (computed as needed if None).
-    seed : int
-        Seed of the donors and of the cell-free noise.
-
-    Returns
-    -------
-    CellDataset
-        Images float32, masks and metadata of the recipients; ``meta["donor"]`` holds the
-        donor cell of a swap (-1 otherwise).
-    """
-    if setting not in SETTINGS:
-        raise ValueError(f"unknown background setting {setting!r}; choose from {list(SETTINGS)}")
-    if ds.masks is None:
-        raise DataError(ds.source or "dataset", "has no centre-cell masks; background settings need them "
-                        "(segment the crops with protrep.segment.segment_crop)")
-    index = np.arange(len(ds)) if index is None else np.asarray(index)
-    rng = np.random.default_rng([seed, SETTINGS.index(setting)])
-    images = ds.images[index].astype(np.float32)
-    masks = ds.masks[index]
-    donor = np.full(len(index), -1)
-    if setting != "base":
-        level, noise = stats if stats is not None else (None, None)
-
-        def stats_of(idx):
-            if level is None:
-                return background_stats(ds.images[idx], ds.masks[idx])
-            if np.isnan(level[idx]).any():
-                raise ValueError("stats lack some of the cells used (NaN); compute them for recipients and donors")
-            return level[idx], noise[idx]
-
-        lev, noi = stats_of(index)
-        if setting == "mask":
-            background = lev[:, :, None, None]
-        elif setting == "cellfree":
-            background = lev[:, :, None, None] + noi[:, :, None, None] * rng.standard_normal(images.shape,
-                                                                                            dtype=np.float32)
-        else:
-            labels = ds.meta["label"].to_numpy()
-            proteins = ds.meta["protein"].to_numpy()
-            if (labels[index] < 0).any():
-                raise ValueError("same/diff swaps need a class label for every recipient cell")
-            if donors is None:
-                donors = np.flatnonzero((labels >= 0) & ~ds.meta["localization"].astype(str).str.contains(";"))
-            donors = np.asarray(donors)
-            pick = draw_donors(labels[index], proteins[index], labels[donors], proteins[donors],
-                               same=setting == "same", rng=rng)
-            donor = donors[pick]
-            dlev, _ = stats_of(donor)
-            background = ds.images[donor].astype(np.float32) + (lev - dlev)[:, :, None, None]
-        images = compose(images, masks, background)
-    out = ds.subset(index)
-    out.images = images
-    out.meta = out.meta.assign(donor=donor)
-    return out
-
-
-def randomize_background(batch, masks, level, noise, generator, *, p=0.5):
-    """Training-time background randomisation of a batch (``TrainConfig.background``).
-
-    Each crop, with probability ``p``, gets a new background: masked to its level, swapped
-    in from another crop of the batch (shifted to its level), or cell-free noise, one of
-    the three with equal chance. ``batch["target"]`` becomes the masked crop (the centre
-    cell alone), the reconstruction target of autoencoders trained this way.
-
-    Parameters
-    ----------
-    batch : dict
-        With ``"image"`` float (B, C, H, W).
-    masks : Tensor of bool (B, H, W)
-    level, noise : Tensor (B, C)
-        Background level and noise of each crop, in the units of ``batch["image"]``.
-    generator : torch.Generator (CPU)
-
-    Returns
-    -------
-    dict
-        A new batch; the other keys are passed through.
-    """
-    x = batch["image"]
-    b = x.shape[0]
-    dev = x.device
-    u = torch.rand(b, generator=generator).to(dev)
-    mode = torch.randint(0, 3, (b,), generator=generator).to(dev)
-    partner = torch.randint(0, max(b - 1, 1), (b,), generator=generator)
-    partner = (partner + (partner >= torch.arange(b))).clamp(max=b - 1).to(dev)  # another crop of the batch
-    gauss = torch.randn(x.shape, generator=generator).to(dev, x.dtype)
-    lev = level.to(dev, x.dtype)[:, :, None, None]
-    swapped = x[partner] + (lev - lev[partner])
-    cellfree = lev + noise.to(dev, x.dtype)[:, :, None, None] * gauss
-    new = torch.where((mode == 0)[:, None, None, None], lev, torch.where((mode == 1)[:, None, None, None],
-                                                                       swapped, cellfree))
-    keep = (u >= p)[:, None, None, None]
-    m = masks.to(dev)
-    out = dict(batch)
-    out["image"] = torch.where(keep, x, compose(x, m, new))
-    out["target"] = mask_background(x, m, level.to(dev, x.dtype))
-    return out
 
 
 # ----------------------------------------------------------------------------- linear SVM grid
@@ -311,17 +68,15 @@ def select_cells(labels, *, max_per_class=1000, seed=0):
 
 
 def _pair_accuracy(x, y, folds, C, seed):
-    from sklearn.model_selection import StratifiedKFold
+    """Mean and SD over folds of a standardised linear SVM's accuracy (scikit-learn's cross-validation)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    scores = []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        mu, sd = x[train].mean(0), x[train].std(0)
-        sd[sd == 0] = 1.0
-        svm = LinearSVC(C=C, max_iter=5000, random_state=seed)
-        svm.fit((x[train] - mu) / sd, y[train])
-        scores.append(float((svm.predict((x[test] - mu) / sd) == y[test]).mean()))
-    return float(np.mean(scores)), float(np.std(scores))
+    model = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=5000, random_state=seed))
+    scores = cross_val_score(model, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return float(scores.mean()), float(scores.std())
 
 
 def _pair_tasks(features, labels, classes, folds, seed):
@@ -560,7 +315,7 @@ def setting_features(ds, index, extractors, *, settings=SETTINGS, donors=None, s
     index : array of int
     extractors : dict of str -> callable
         ``name -> f(CellDataset) -> ndarray (n, d)``, e.g. a model's
-        :func:`protrep.inference.embed_cells` or :func:`protrep.handcrafted.handcrafted_features`.
+        :func:`protrep.inference.embed.embed_cells` or :func:`protrep.evaluation.handcrafted.handcrafted_features`.
     donors : array of int, optional
         Cells that may donate backgrounds (:func:`background_setting`).
     stats : (level, noise), optional
@@ -684,15 +439,6 @@ def cells_for(ds, *, max_per_class=1000, seed=0):
     return select_cells(np.where(single, labels, -1), max_per_class=max_per_class, seed=seed)
 
 
-def partial_stats(ds, index, *, progress=True):
-    """:func:`background_stats` of cells ``index`` in arrays over all of ``ds`` (NaN for the others)."""
-    index = np.unique(np.asarray(index))
-    level = np.full((len(ds), ds.images.shape[1]), np.nan, np.float32)
-    noise = level.copy()
-    level[index], noise[index] = background_stats(ds.images[index], ds.masks[index], progress=progress)
-    return level, noise
-
-
 def run_background(ds, models, *, handcrafted=True, proteins=None, max_per_class=1000, folds=5, cells_per_protein=20,
                    threshold=0.1, n_jobs=1, seed=0, device="cpu", progress=True):
     """Everything of notebook 05 for trained models: ``protrep background`` calls this.
@@ -705,7 +451,7 @@ def run_background(ds, models, *, handcrafted=True, proteins=None, max_per_class
         Trained models by the name used in the tables (e.g. ``deeploc``, ``pci``, ``ae``,
         ``deeploc_invariant``). Features are their default layer on the centre crop.
     handcrafted : bool
-        Add the CellProfiler-like features of :mod:`protrep.handcrafted` as ``handcrafted``.
+        Add the CellProfiler-like features of :mod:`protrep.evaluation.handcrafted` as ``handcrafted``.
     proteins : sequence of str, optional
         Proteins for the localization-shift measurement (default: every multi-localized one).
         Classifiers (models with ``predict_proba``) use their own head; the others a
@@ -718,8 +464,8 @@ def run_background(ds, models, *, handcrafted=True, proteins=None, max_per_class
         model), ``kl_changed_fraction`` and ``summary`` (JSON types: ``table1[model][setting]
         = {"mean", "err"}``, ``kl_changed_fraction[model]``, cell counts, settings).
     """
+    from ..inference.embed import embed_cells, predict_cells
     from .handcrafted import handcrafted_features
-    from .inference import embed_cells, predict_cells
 
     if ds.masks is None:
         raise DataError(ds.source or "dataset", "has no centre-cell masks; background settings need them")
@@ -740,7 +486,7 @@ def run_background(ds, models, *, handcrafted=True, proteins=None, max_per_class
     predictors = {}
     for name, extract in extractors.items():
         model = models.get(name)
-        if model is not None and hasattr(model, "predict_proba"):
+        if getattr(model, "is_classifier", False):
             predictors[name] = lambda crops, m=model: predict_cells(m, crops, device=device)
         else:
             predictors[name] = linear_predictor(extract, result["features"][name, "base"], labels, len(ds.classes),
@@ -761,3 +507,63 @@ def run_background(ds, models, *, handcrafted=True, proteins=None, max_per_class
         "sensitivity": {m: {c: float(v) for c, v in row.dropna().items()} for m, row in sensitivity.iterrows()},
     }
     return {**result, "sensitivity": sensitivity, "shift": shift, "kl_changed_fraction": changed, "summary": summary}
+
+
+# ----------------------------------------------------------------------------- verdicts
+def confounded(table, models, *, min_gap=0.01):
+    """Gupta et al.'s finding per model: does the ``same`` setting beat ``diff`` by more than ``min_gap``?
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`table1` (index models; columns ``(setting, "mean"|"err")``).
+    models : sequence of str
+    min_gap : float
+        Mean pairwise accuracy by which ``same`` must exceed ``diff``.
+
+    Returns
+    -------
+    dict
+        ``gap`` ({model: same - diff}), ``confounded`` (the models above ``min_gap``),
+        ``min_gap``.
+    """
+    gap = {m: float(table.loc[m, ("same", "mean")] - table.loc[m, ("diff", "mean")]) for m in models}
+    return {"gap": gap, "confounded": [m for m in models if gap[m] > min_gap], "min_gap": min_gap}
+
+
+def invariance_verdict(pairs, table, model, reference, *, k=3.0, tolerance=0.01):
+    """Does ``model`` (background-invariant) depend less on the background than ``reference``, at no cost?
+
+    Returns
+    -------
+    dict
+        ``gap_change`` and ``err`` (:func:`gap_change`: paired over class pairs, ``k`` SE),
+        ``shrinks`` (one of ``"beyond 3 SE"``, ``"within 3 SE"``, ``"no"``), ``base`` (the
+        two models' ``base`` accuracies) and ``base_holds`` (``model``'s within
+        ``tolerance`` of the reference's or above).
+    """
+    change, err = gap_change(pairs, model, reference, k=k)
+    shrinks = "beyond 3 SE" if change + err < 0 else "within 3 SE" if change < 0 else "no"
+    base = {m: float(table.loc[m, ("base", "mean")]) for m in (reference, model)}
+    return {"model": model, "reference": reference, "gap_change": change, "err": err, "shrinks": shrinks,
+            "base": base, "base_holds": bool(base[model] >= base[reference] - tolerance)}
+
+
+def finetune_verdict(rows):
+    """Fine-tuned against from-scratch invariant models (``benchmarks/finetune_vs_scratch.py``'s rows).
+
+    Returns
+    -------
+    dict
+        Per model: the paired gap difference and its error, ``same`` (within the error),
+        and both models' held-out AP (compartments, processes) and training seconds.
+    """
+    table = pd.DataFrame(rows).set_index(["model", "start"])
+    out = {}
+    for name in table.index.get_level_values("model").unique():
+        ft, sc = table.loc[(name, "fine-tune")], table.loc[(name, "scratch")]
+        out[name] = {"gap_minus_scratch": float(ft["gap_minus_scratch"]), "err": float(ft["gap_minus_scratch_err"]),
+                     "same": bool(abs(ft["gap_minus_scratch"]) <= ft["gap_minus_scratch_err"]),
+                     **{f"{c}_{which}": float(row[c]) for which, row in (("finetune", ft), ("scratch", sc))
+                        for c in ("ap_compartments", "ap_processes", "train_seconds")}}
+    return out

@@ -13,7 +13,7 @@ Generative model of a field
    and a vacuole on the far side (0.28-0.45 of the radius). A few cells are dead (bright
    uniform autofluorescence) or ghosts (empty, dim walls).
 2. **Patterns.** Each class is a function of that geometry and four protein traits (see
-   :mod:`protrep.proteome`): puncta (actin patches, endosome, Golgi, peroxisome, spindle
+   :mod:`protrep.data.proteome`): puncta (actin patches, endosome, Golgi, peroxisome, spindle
    pole) as sums of Gaussian spots in class-specific regions, rims (cell periphery,
    nuclear periphery, vacuolar membrane, ER), filled compartments (cytoplasm, nucleus,
    vacuole, nucleolus crescent), a bar at the mother-bud junction (bud neck) and tubular
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..config import Config, check_int, check_number, check_share
 from .proteome import CLASSES
 
 __all__ = ["FieldParams", "PlateParams", "TextureBank", "simulate_field", "plate_params"]
@@ -55,7 +56,7 @@ class PlateParams:
 
 
 @dataclass(frozen=True)
-class FieldParams:
+class FieldParams(Config):
     """Parameters of the imaging model (photons, optics, camera, cells).
 
     Attributes
@@ -99,6 +100,15 @@ class FieldParams:
     offset: float = 100.0
     adu_per_photon: float = 1.0
     exact_poisson: bool = False
+
+    def __post_init__(self):
+        check_int(self, "size", low=16)
+        check_number(self, "cell_radius", "adu_per_photon", low=0.0, strict_low=True)
+        check_number(self, "density", "clusters_per_100k_px", "cell_radius_sd", "photons_gfp", "photons_rfp",
+                     "psf_sigma", "defocus_sd", "read_noise", "offset", low=0.0)
+        check_share(self, "bud_fraction", "dead_fraction", "ghost_fraction")
+        if not isinstance(self.exact_poisson, bool):
+            raise ValueError(f"exact_poisson must be True or False, got {self.exact_poisson!r}")
 
 
 def plate_params(rng):
@@ -376,7 +386,7 @@ def simulate_field(rng, protein, plate, params=FieldParams(), bank=None):
     ----------
     rng : numpy.random.Generator
     protein : mapping
-        A row of a proteome table (:func:`protrep.proteome.synthetic_proteome`).
+        A row of a proteome table (:func:`protrep.data.proteome.synthetic_proteome`).
     plate : PlateParams
     params : FieldParams
     bank : TextureBank, optional

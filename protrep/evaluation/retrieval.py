@@ -4,14 +4,14 @@ The protocol of Razdaibiedina & Brechalov 2022 [1]_: every unordered pair of dis
 proteins is scored by the cosine similarity of their (protein-averaged) embeddings, and
 the pairs are ranked by that score, most similar first. A pair is *positive* for a
 functional standard (compartments, processes, pathways, complexes; see
-:mod:`protrep.standards`) when both proteins share at least one of its terms and
+:mod:`protrep.data.standards`) when both proteins share at least one of its terms and
 *negative* when both are annotated but share none; pairs with a protein the standard does
 not annotate are left out. The score of an embedding on a standard is the average
 precision (AP) of that ranking, reported with its prevalence (the fraction of positive
 pairs, which is what a random ranking scores in expectation) and a bootstrap interval
 over proteins.
 
-Embeddings are given either as an embedding table (:mod:`protrep.inference`: a
+Embeddings are given either as an embedding table (:mod:`protrep.inference.embed`: a
 ``protein`` column and feature columns ``f0000`` ...) or as a pair ``(protein ids, X)``
 with ``X`` of shape (n, d).
 
@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from .errors import DataError
-from .inference import feature_columns, read_table
-from .progress import progress as progress_bar
-from .proteome import CLASSES
-from .standards import STANDARD_COLUMNS, filter_terms
+from ..data.proteome import CLASSES
+from ..data.standards import STANDARD_COLUMNS, filter_terms
+from ..data.tables import feature_columns, read_table
+from ..errors import DataError
+from ..progress import progress as progress_bar
 
 __all__ = [
     "cosine_similarity_pairs",
@@ -51,8 +51,7 @@ __all__ = [
     "oracle_embedding",
     "read_embedding",
     "evaluate",
-    "RESULT_COLUMNS",
-]
+    "RESULT_COLUMNS", "results_dict", "supervised_ahead"]
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +176,7 @@ def coannotation(proteins, standard):
     proteins : sequence of str, length n
         Protein ids (unique); rows of ``standard`` naming other proteins are ignored.
     standard : DataFrame
-        Long format with columns ``term`` and ``protein`` (:mod:`protrep.standards`).
+        Long format with columns ``term`` and ``protein`` (:mod:`protrep.data.standards`).
 
     Returns
     -------
@@ -490,9 +489,9 @@ def functional_ap(embedding, standard, *, standardize=False, min_size=2, max_siz
     """Average precision of retrieving functionally related protein pairs by cosine similarity.
 
     Proteins present in both the embedding and the standard are kept; the standard is
-    restricted to them and then filtered with :func:`protrep.standards.filter_terms`:
+    restricted to them and then filtered with :func:`protrep.data.standards.filter_terms`:
     terms with fewer than ``min_size`` (default 2) of these proteins are dropped (they
-    make no pair), as are root or catch-all terms (:data:`protrep.standards.ROOT_TERMS`)
+    make no pair), as are root or catch-all terms (:data:`protrep.data.standards.ROOT_TERMS`)
     and, when given, terms larger than ``max_size`` or covering more than
     ``max_fraction`` of the kept proteins. The proteins that still have a term are
     evaluated: every pair of them is positive when they share a term and negative
@@ -619,7 +618,7 @@ def oracle_embedding(proteins_table):
     Parameters
     ----------
     proteins_table : DataFrame
-        A proteome table (:func:`protrep.proteome.synthetic_proteome`, or ``proteins.csv``
+        A proteome table (:func:`protrep.data.proteome.synthetic_proteome`, or ``proteins.csv``
         of a simulated dataset) with columns ``protein``, ``primary``, ``secondary`` (``""``
         or NaN if none) and ``weight`` (of the primary pattern).
 
@@ -627,20 +626,20 @@ def oracle_embedding(proteins_table):
     -------
     DataFrame
         Embedding table with 15 features ``f0000`` ... ``f0014``, one per class of
-        :data:`protrep.proteome.CLASSES` in that order: ``weight`` on the primary class,
+        :data:`protrep.data.proteome.CLASSES` in that order: ``weight`` on the primary class,
         ``1 - weight`` on the secondary. An upper reference for what localization alone
         can do on a standard.
     """
     missing = [c for c in ("protein", "primary", "secondary", "weight") if c not in proteins_table.columns]
     if missing:
         raise ValueError(f"proteins_table is missing columns {missing}; expected a proteome table "
-                         "(protrep.proteome.synthetic_proteome or a dataset's proteins.csv)")
+                         "(protrep.data.proteome.synthetic_proteome or a dataset's proteins.csv)")
     index = {c: k for k, c in enumerate(CLASSES)}
     primary = proteins_table["primary"].astype(str)
     secondary = proteins_table["secondary"].fillna("").astype(str)
     unknown = sorted((set(primary) | set(secondary) - {""}) - set(CLASSES))
     if unknown:
-        raise ValueError(f"unknown localization classes {unknown[:5]}; expected protrep.proteome.CLASSES")
+        raise ValueError(f"unknown localization classes {unknown[:5]}; expected protrep.data.proteome.CLASSES")
     weight = proteins_table["weight"].to_numpy(dtype=np.float64)
     n = len(proteins_table)
     X = np.zeros((n, len(CLASSES)))
@@ -659,10 +658,10 @@ def read_embedding(path):
     Parameters
     ----------
     path : str or Path
-        Any table :func:`protrep.inference.read_table` reads (CSV, CSV.gz, Parquet) with a
+        Any table :func:`protrep.data.tables.read_table` reads (CSV, CSV.gz, Parquet) with a
         ``protein`` column and feature columns ``f0000`` .... A per-cell table (proteins
         repeated) is averaged per protein, which is how protein embeddings are made
-        (:func:`protrep.inference.embedding_tables`); ``n_cells`` then counts the rows.
+        (:func:`protrep.data.tables.embedding_tables`); ``n_cells`` then counts the rows.
 
     Returns
     -------
@@ -700,7 +699,7 @@ def evaluate(embeddings, standards, *, n_boot=100, seed=0, standardize=False, pr
     embeddings : dict of str to DataFrame or (ids, X)
         Method name to embedding (see :func:`functional_ap`).
     standards : dict of str to DataFrame
-        Standard name to long-format standard (e.g. :func:`protrep.standards.load_standards`).
+        Standard name to long-format standard (e.g. :func:`protrep.data.standards.load_standards`).
     n_boot : int, default 100
         Bootstrap replicates per cell (0: no interval).
     seed : int, default 0
@@ -767,3 +766,55 @@ def evaluate(embeddings, standards, *, n_boot=100, seed=0, standardize=False, pr
                 rows.append(row)
                 bar.update()
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def results_dict(table):
+    """A long :func:`evaluate` table as the nested dicts of a chapter's JSON.
+
+    Returns
+    -------
+    dict
+        ``ap``, ``ap_ci`` (``[low, high]``) and ``max_f1``, each ``{method: {standard: value}}``.
+    """
+    ap = {m: {s: float(v) for s, v in row.items()}
+          for m, row in table.pivot(index="method", columns="standard", values="ap").iterrows()}
+    ci = {m: {s: [float(r["ap_low"]), float(r["ap_high"])] for s, r in g.set_index("standard").iterrows()}
+          for m, g in table.groupby("method")}
+    f1 = {m: {s: float(v) for s, v in row.items()}
+          for m, row in table.pivot(index="method", columns="standard", values="max_f1").iterrows()}
+    return {"ap": ap, "ap_ci": ci, "max_f1": f1}
+
+
+def supervised_ahead(table, *, supervised="deeploc", others=("pci", "ae"), standards=None):
+    """Razdaibiedina & Brechalov's claim on one evaluation: is ``supervised`` ahead of ``others`` at every scale?
+
+    Parameters
+    ----------
+    table : DataFrame
+        Long table of :func:`evaluate` (``method``, ``standard``, ``ap``, ``ap_low``, ``ap_high``).
+    supervised : str
+    others : sequence of str
+    standards : sequence of str, optional
+        In this order (default: every standard of the table, sorted).
+
+    Returns
+    -------
+    dict
+        ``holds`` (ahead at every standard), and per standard ``ap`` ({method: AP}),
+        ``ahead`` (higher AP than each of ``others``) and ``intervals_separate`` (its
+        interval's low end above each other's high end; the intervals are marginal
+        bootstrap intervals, not a paired test).
+    """
+    standards = list(standards) if standards is not None else sorted(table["standard"].unique())
+    out = {}
+    for s in standards:
+        rows = table[table["standard"] == s].set_index("method")
+        missing = [m for m in (supervised, *others) if m not in rows.index]
+        if missing:
+            raise ValueError(f"no {s} result for {missing}; evaluate every compared method first")
+        out[s] = {"ap": {m: float(rows.loc[m, "ap"]) for m in (supervised, *others)},
+                  "ahead": bool(all(rows.loc[supervised, "ap"] > rows.loc[m, "ap"] for m in others)),
+                  "intervals_separate": bool(all(rows.loc[supervised, "ap_low"] > rows.loc[m, "ap_high"]
+                                                 for m in others))}
+    return {"supervised": supervised, "others": list(others), "holds": all(v["ahead"] for v in out.values()),
+            "standards": out}

@@ -5,9 +5,9 @@ trained on a dataset's training proteins and scored on proteins it never saw:
 
 - ``test_accuracy``: localization accuracy (five-crop average) on the cells of
   single-localized test proteins, for classifiers (DeepLoc);
-- ``probe_accuracy``: a linear probe (:func:`protrep.metrics.linear_probe`) fitted on
+- ``probe_accuracy``: a linear probe (:func:`protrep.evaluation.metrics.linear_probe`) fitted on
   training cells' features, scored on the same test cells, for every model;
-- ``ap_<standard>``: functional AP (:func:`protrep.functional.functional_ap`, cosine
+- ``ap_<standard>``: functional AP (:func:`protrep.evaluation.retrieval.functional_ap`, cosine
   similarity of protein means) over the held-out proteins (validation and test) only.
 
 Beside the quality, a point records the compute (TFLOP) and the wall seconds of training
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_file
-from .errors import DataError
+from ..atomic import atomic_file
+from ..errors import DataError
 
 __all__ = ["SWEEP_COLUMNS", "model_quality", "sweep_point", "read_sweep", "minutes_at_reference"]
 
@@ -58,8 +58,9 @@ def model_quality(model, ds, standards, *, probe_cells=6000, seed=0, device="cpu
         ``test_accuracy`` (NaN for models that do not classify), ``probe_accuracy``,
         ``ap_<standard>`` and ``n_heldout_proteins``.
     """
-    from .functional import functional_ap
-    from .inference import embed_cells, embedding_tables, predict_cells
+    from ..data.tables import embedding_tables
+    from ..evaluation.retrieval import functional_ap
+    from ..inference.embed import embed_cells, predict_cells
     from .metrics import linear_probe, localization_accuracy, single_localized_test_cells
 
     term_filter = {"min_size": 2, "max_fraction": 0.3, **(term_filter or {})}
@@ -74,17 +75,16 @@ def model_quality(model, ds, standards, *, probe_cells=6000, seed=0, device="cpu
     heldout = np.flatnonzero(np.isin(split, ("val", "test")))
     out = {"test_accuracy": float("nan")}
     y_test = meta["label"].to_numpy()[test]
-    if hasattr(model, "predict_proba"):
+    if model.is_classifier:
         proba = predict_cells(model, ds.subset(test), device=device)
         out["test_accuracy"] = localization_accuracy(y_test, proba, ds.classes)["accuracy"]
     index = np.union1d(np.union1d(fit, test), heldout)
     features = embed_cells(model, ds.subset(index), crops="centre", device=device)
     where = {cell: row for row, cell in enumerate(index)}
     rows = lambda cells: np.array([where[c] for c in cells], int)  # noqa: E731
-    proba, seen = linear_probe(features[rows(fit)], meta["label"].to_numpy()[fit], features[rows(test)], seed=seed)
-    full = np.zeros((len(test), len(ds.classes)))
-    full[:, seen] = proba
-    out["probe_accuracy"] = localization_accuracy(y_test, full, ds.classes)["accuracy"]
+    proba = linear_probe(features[rows(fit)], meta["label"].to_numpy()[fit], features[rows(test)],
+                         n_classes=len(ds.classes), seed=seed)
+    out["probe_accuracy"] = localization_accuracy(y_test, proba, ds.classes)["accuracy"]
     proteins = embedding_tables(ds.subset(heldout), features[rows(heldout)])[1]
     for name in STANDARDS:
         out[f"ap_{name}"] = (functional_ap(proteins, standards[name], **term_filter)["ap"]
@@ -104,7 +104,8 @@ def sweep_point(model_config, train_config, ds, standards, run_dir, *, gflops, d
     """
     import torch
 
-    from .train import load_run, train
+    from ..training.loop import train
+    from ..training.runs import load_run
 
     start = time.perf_counter()
     history = train(model_config, train_config, ds, run_dir, resume=True, overwrite=True, progress=progress)
@@ -143,6 +144,6 @@ def write_sweep(table, path, header=()):
 
 def minutes_at_reference(table):
     """Training minutes of each point converted to the reference matmul rate (see :mod:`protrep.timing`)."""
-    from .timing import REFERENCE_GFLOPS
+    from ..timing import REFERENCE_GFLOPS
 
     return table["train_seconds"] * table["matmul_gflops"] / REFERENCE_GFLOPS / 60

@@ -2,7 +2,7 @@
 
 The chain is the one of a real screen: every protein is imaged in one well (one protein
 per well, 96 wells per plate); each well's fields of view are segmented on the RFP
-channel with :func:`protrep.segment.segment_cells` (the simulator's true cell outlines are
+channel with :func:`protrep.data.segment.segment_cells` (the simulator's true cell outlines are
 *not* used); a 64 x 64 crop is cut around every detected cell and the centre cell's
 detected mask is kept with it. Detected cells are matched to the true cells (IoU >= 0.5)
 only to record each crop's true class and to measure segmentation recall.
@@ -14,25 +14,22 @@ byte-identical whatever the number of worker processes.
 import dataclasses
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .atomic import read_json
-from .config import from_dict, source_hash
+from ..config import Config, check_choice, check_int, from_dict, source_hash
+from ..errors import DataError
 from .dataset import split_by_protein, write_dataset
-from .errors import DataError
-from .progress import progress as progress_bar
 from .proteome import CLASSES, huh2003_proteome, proteome_standards, synthetic_proteome
-from .render import FieldParams, TextureBank, plate_params, simulate_field
+from .render import FieldParams, TextureBank, simulate_field
+from .screen import ensure_simulated, map_wells, plan_wells
 from .segment import extract_crops, match_labels, segment_cells
 
-__all__ = ["SimConfig", "PROFILES", "profile_config", "dataset_path", "ensure_dataset", "ensure_simulated",
-           "plan_wells", "map_wells", "code_version", "simulate_dataset", "simulate_well", "find_huh_table"]
+__all__ = ["SimConfig", "dataset_path", "ensure_dataset", "simulation_code_version",
+           "simulate_dataset", "simulate_well", "find_huh_table"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +37,7 @@ _ROWS = "ABCDEFGH"
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(Config):
     """Configuration of a simulated screen; stored in ``dataset.json`` of every dataset.
 
     Attributes
@@ -69,7 +66,7 @@ class SimConfig:
     split_fractions : tuple of float
         Train, validation and test fractions of proteins (stratified by primary class).
     seg_min_distance : int
-        ``min_distance`` of :func:`protrep.segment.segment_cells` (px between two cell
+        ``min_distance`` of :func:`protrep.data.segment.segment_cells` (px between two cell
         centres); 12 suits cells of radius ~19 px with a dark vacuole, which smaller
         values over-split.
     imaging : FieldParams
@@ -91,29 +88,17 @@ class SimConfig:
     imaging: FieldParams = field(default_factory=FieldParams)
 
     def __post_init__(self):
-        if self.proteome not in ("synthetic", "huh2003"):
-            raise ValueError(f"proteome must be 'synthetic' or 'huh2003', got {self.proteome!r}")
-        if self.cells_per_protein < 1:
-            raise ValueError(f"cells_per_protein must be at least 1, got {self.cells_per_protein}")
-        if self.proteome == "synthetic" and (self.n_proteins is None or self.n_proteins < 1):
-            raise ValueError("n_proteins must be a positive number in synthetic mode")
-        object.__setattr__(self, "split_fractions", tuple(self.split_fractions))
-        if isinstance(self.imaging, dict):
-            object.__setattr__(self, "imaging", FieldParams(**self.imaging))
-
-    def to_dict(self):
-        """Plain dictionary (JSON-ready)."""
-        d = dataclasses.asdict(self)
-        d["split_fractions"] = list(self.split_fractions)
-        return d
-
-    @classmethod
-    def from_dict(cls, d):
-        """Rebuild from :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        d = dict(d)
-        if isinstance(d.get("imaging"), dict):
-            d["imaging"] = from_dict(FieldParams, d["imaging"])
-        return from_dict(cls, d)
+        check_choice(self, "proteome", ("synthetic", "huh2003"))
+        check_int(self, "cells_per_protein", "crop_size", "max_fields_per_well", "wells_per_plate", "seg_min_distance",
+                  low=1)
+        check_int(self, "seed", "min_per_class")
+        check_int(self, "field_size", low=self.crop_size, none=True)
+        check_int(self, "n_proteins", low=1, none=self.proteome == "huh2003")
+        fractions = tuple(self.split_fractions)
+        if len(fractions) != 3 or any(not 0 <= f <= 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise ValueError(f"split_fractions must be three shares (train, val, test) summing to 1, got {fractions}")
+        object.__setattr__(self, "split_fractions", fractions)
+        object.__setattr__(self, "imaging", from_dict(FieldParams, self.imaging, path="imaging"))
 
     def resolved_field_size(self):
         """Side of a well's first field: ``field_size`` or the automatic choice."""
@@ -133,31 +118,13 @@ class SimConfig:
         return 1024
 
 
-#: Dataset size per book profile: ``quick`` for the test suite, ``default`` for the book on
-#: a 2-core CPU, ``full`` for paper-sized runs on a GPU machine.
-PROFILES = {
-    "quick": {"n_proteins": 45, "cells_per_protein": 8, "min_per_class": 3},
-    "default": {"n_proteins": 450, "cells_per_protein": 40, "min_per_class": 4},
-    "full": {"n_proteins": 2000, "cells_per_protein": 100, "min_per_class": 4},
-}
-
-
-def profile_config(profile, *, seed=0, **overrides):
-    """The :class:`SimConfig` of a book profile; ``None`` overrides are ignored."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
-    values = {**PROFILES[profile], "seed": seed}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return SimConfig(**values)
-
-
 def dataset_path(data_dir, profile, proteome="synthetic"):
     """Where the book keeps the simulated dataset of a profile: ``<data_dir>/yeast-sim-<profile>``."""
     suffix = "" if proteome == "synthetic" else f"-{proteome}"
     return Path(data_dir) / f"yeast-sim-{profile}{suffix}"
 
 
-def code_version():
+def simulation_code_version():
     """Hash of the source of the modules that generate a dataset (proteome, render, segment, simulate).
 
     Stored in ``dataset.json``: a cached dataset is reused only if both its config and the
@@ -165,9 +132,9 @@ def code_version():
     """
     import sys
 
-    from . import dataset, proteome, render, segment
+    from . import dataset, proteome, render, screen, segment
 
-    return source_hash(proteome, render, segment, dataset, sys.modules[__name__])
+    return source_hash(proteome, render, segment, dataset, screen, sys.modules[__name__])
 
 
 def ensure_dataset(path, config, *, workers=None, progress=True):
@@ -179,58 +146,7 @@ def ensure_dataset(path, config, *, workers=None, progress=True):
         The dataset's ``dataset.json`` header (config, counts, segmentation recall) and
         ``reused`` (True if nothing had to be simulated).
     """
-    return ensure_simulated(path, config, code_version(), simulate_dataset, workers=workers, progress=progress)
-
-
-def ensure_simulated(path, config, code, simulate, *, workers=None, progress=True):
-    """Run ``simulate(path, config, ...)`` unless ``path`` holds a dataset of the same config and ``code``.
-
-    Shared by the yeast screen (:func:`ensure_dataset`) and the HPA-like screen
-    (:func:`protrep.hpa.ensure_hpa_dataset`); ``config`` is a frozen dataclass with
-    ``from_dict``, ``code`` the simulator's :func:`protrep.config.source_hash`.
-    """
-    path = Path(path)
-    head = path / "dataset.json"
-    if head.is_file():
-        try:
-            header = read_json(head, missing="no dataset.json")
-            if header.get("code_version") == code and type(config).from_dict(header.get("config", {})) == config:
-                return {**header, "reused": True}
-        except (DataError, TypeError, ValueError):
-            pass
-        log.info("%s holds a dataset of another config or code version; simulating it again", path)
-    simulate(path, config, workers=workers, overwrite=True, progress=progress)
-    return {**read_json(head, missing="no dataset.json"), "reused": False}
-
-
-def plan_wells(config, proteins):
-    """One job per protein: ``(config, protein row, well index, plate params)``, wells in random order.
-
-    The layout (a seeded permutation of the proteins over ``config.wells_per_plate`` wells
-    per plate) and every plate's illumination come from ``config.seed`` alone.
-    """
-    order = np.random.default_rng([config.seed, 5]).permutation(len(proteins))  # well layout: random
-    n_plates = -(-len(proteins) // config.wells_per_plate)
-    plates = [plate_params(np.random.default_rng([config.seed, 3, k])) for k in range(n_plates)]
-    return [(config, proteins.iloc[p].to_dict(), i, plates[i // config.wells_per_plate]) for i, p in enumerate(order)]
-
-
-def map_wells(job, jobs, *, workers=None, chunksize=4, desc="simulating wells", progress=True):
-    """``[job(j) for j in jobs]``, in worker processes (fork) when ``workers`` > 1, with a progress bar."""
-    workers = workers or os.cpu_count() or 1
-    bar = progress_bar(total=len(jobs), desc=desc, unit="well", disable=not progress)
-    results = []
-    if workers == 1:
-        for j in jobs:
-            results.append(job(j))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            for r in pool.map(job, jobs, chunksize=chunksize):
-                results.append(r)
-                bar.update()
-    bar.close()
-    return results
+    return ensure_simulated(path, config, simulation_code_version(), simulate_dataset, workers=workers, progress=progress)
 
 
 def find_huh_table(path=None):
@@ -382,6 +298,6 @@ def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, 
     seg["recall"] = seg["alive"]["recall"]
     write_dataset(out, images, masks, cells, proteins, channels=("gfp", "rfp"), classes=CLASSES,
                   standards=proteome_standards(proteins), config=config.to_dict(),
-                  extra={"segmentation": seg, "code_version": code_version()}, overwrite=overwrite)
+                  extra={"segmentation": seg, "code_version": simulation_code_version()}, overwrite=overwrite)
     return {"path": str(out), "n_proteins": int(cells["protein"].nunique()), "n_cells": int(len(cells)),
             "seg_recall": seg["recall"]}

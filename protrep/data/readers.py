@@ -3,7 +3,7 @@
 Supported formats (names as returned by :func:`detect_format`):
 
 =================  ==================================================================
-``protrep-cells``  our own folder format (``dataset.json``), see :mod:`protrep.dataset`
+``protrep-cells``  our own folder format (``dataset.json``), see :mod:`protrep.data.dataset`
 ``deeploc-hdf5``   DeepLoc / Chong et al. 2015 HDF5 file: ``data1`` (n, c·64·64)
                    flattened channel-first crops, ``Index1`` (n, k) one-hot labels
 ``crop-folder``    WT2 / Paired Cell Inpainting crops ``<root>/<PROTEIN>/<name>_gfp.tif``
@@ -35,15 +35,15 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from ..errors import DataError
 from .dataset import FORMAT_NAME as PROTREP_FORMAT
 from .dataset import CellDataset, load_dataset
-from .errors import DataError
 
 __all__ = [
     "FORMATS",
     "DEEPLOC_CHANNELS",
     "CROP_CHANNELS",
-    "HPA_CHANNELS",
+    "HPA_CROP_CHANNELS",
     "read_deeploc_hdf5",
     "read_field_image",
     "read_crop_folder",
@@ -63,7 +63,7 @@ DEEPLOC_CHANNELS = ("gfp", "rfp")
 #: Channels of a WT2 / Paired Cell Inpainting crop folder: tagged protein, cytosolic marker.
 CROP_CHANNELS = ("gfp", "rfp")
 #: Channels of an HPA crop folder in RGB order: microtubules, protein, nucleus.
-HPA_CHANNELS = ("red", "green", "blue")
+HPA_CROP_CHANNELS = ("red", "green", "blue")
 
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _CROP_RE = re.compile(r"^(?P<name>.+)_(?P<channel>gfp|rfp)\.tiff?$")
@@ -395,17 +395,17 @@ def read_hpa_crops(path):
     cells = []
     for folder in folders:
         parts = folder.name.split("_")
-        for cell in _group_files(folder, _HPA_RE, HPA_CHANNELS):
+        for cell in _group_files(folder, _HPA_RE, HPA_CROP_CHANNELS):
             cells.append({"protein": parts[0], "sample": folder.name,
                           "plate": parts[1] if len(parts) > 1 else "",
                           "well": parts[2] if len(parts) > 2 else "", **cell})
     if not cells:
         raise DataError(path, "no crops found: expected <GENE>_<plate>_<well>/<name>_{red,green,blue}.tif")
-    images = _read_cells(cells, HPA_CHANNELS)
+    images = _read_cells(cells, HPA_CROP_CHANNELS)
     meta = pd.DataFrame({k: [c[k] for c in cells] for k in ("protein", "sample", "plate", "well", "name")})
     meta["label"] = np.full(len(cells), -1, dtype=np.int64)
     meta["localization"] = ""
-    return CellDataset(images=images, meta=meta, channels=HPA_CHANNELS, source=str(path), format="hpa-crops")
+    return CellDataset(images=images, meta=meta, channels=HPA_CROP_CHANNELS, source=str(path), format="hpa-crops")
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -108,7 +108,7 @@ def crop_statistics(
 ):
     """Per-crop statistics for comparing simulated with real single-cell crops.
 
-    The cells in each crop are found by :func:`protrep.segment.segment_crop` on the
+    The cells in each crop are found by :func:`protrep.data.segment.segment_crop` on the
     ``segment_channel`` (the cytosolic marker). Columns of the result, one row per crop:
 
     ``diameter_px``
@@ -175,6 +175,24 @@ def crop_statistics(
     >>> round(float(stats["diameter_px"][0]))
     36
     """
+    x, channels, off, masks, margin = _check_crops(images, masks, channels, segment_channel, offset, margin)
+    centre, cells, fragments = _segment_crops(x[:, channels.index(segment_channel)], masks, min_fragment_area)
+    n, _, h, w = x.shape
+    area = centre.sum(axis=(1, 2)).astype(np.float64)
+    found = area > 0
+    out = {
+        "diameter_px": np.where(found, 2 * np.sqrt(area / np.pi), np.nan),
+        "coverage": np.where(found, area / (h * w), np.nan),
+        "neighbour_fragments": fragments,
+    }
+    out.update(_contrast(x, channels, off, cells, margin))
+    for k, ch in enumerate(channels):
+        out[f"psd_slope_{ch}"] = psd_slope(x[:, k], band=band) if n else np.zeros(0)
+    return pd.DataFrame(out)
+
+
+def _check_crops(images, masks, channels, segment_channel, offset, margin):
+    """:func:`crop_statistics`' inputs, checked: float64 images, channel names, offsets, masks, margin."""
     x = np.asarray(images)
     if x.ndim != 4:
         raise ValueError(
@@ -211,8 +229,12 @@ def crop_statistics(
     margin = int(margin)
     if margin < 0:
         raise ValueError(f"margin must be >= 0; got {margin}.")
+    return x, channels, off, masks, margin
 
-    seg = x[:, channels.index(segment_channel)]
+
+def _segment_crops(seg, masks, min_fragment_area):
+    """Centre cell, all cells and the count of neighbour fragments of every crop."""
+    n, h, w = seg.shape
     centre = np.zeros((n, h, w), dtype=bool)
     cells = np.zeros((n, h, w), dtype=bool)
     fragments = np.zeros(n, dtype=np.int64)
@@ -230,14 +252,12 @@ def crop_statistics(
         fragments[i] = int(other.sum())
         centre[i] = m
         cells[i] = m | (lab > 0)
+    return centre, cells, fragments
 
-    area = centre.sum(axis=(1, 2)).astype(np.float64)
-    found = area > 0
-    out = {
-        "diameter_px": np.where(found, 2 * np.sqrt(area / np.pi), np.nan),
-        "coverage": np.where(found, area / (h * w), np.nan),
-        "neighbour_fragments": fragments,
-    }
+
+def _contrast(x, channels, off, cells, margin):
+    """``fg_bg_ratio_<ch>`` and ``snr_<ch>`` of every crop (see :func:`crop_statistics`)."""
+    out = {}
     if margin:
         near = ndi.binary_dilation(cells, structure=np.ones((1, 3, 3), bool), iterations=margin)
     else:
@@ -256,9 +276,7 @@ def crop_statistics(
             ok = (n_fg > 0) & (n_bg > 1)
             out[f"fg_bg_ratio_{ch}"] = np.where(ok & np.isfinite(ratio), ratio, np.nan)
             out[f"snr_{ch}"] = np.where(ok & np.isfinite(snr), snr, np.nan)
-    for k, ch in enumerate(channels):
-        out[f"psd_slope_{ch}"] = psd_slope(x[:, k], band=band) if n else np.zeros(0)
-    return pd.DataFrame(out)
+    return out
 
 
 def realism_table(sim_stats, real_stats, *, tolerance=1.5):

@@ -43,8 +43,7 @@ __all__ = [
     "feature_table",
     "feature_names",
     "PERCENTILES",
-    "GRANULARITY_RADII",
-]
+    "GRANULARITY_RADII", "protein_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -275,29 +274,10 @@ def _shape(m, count, rows, cols):
     return count, perimeter, major, minor, ecc, form, r0, c0
 
 
-def _block(gfp, rfp, m, background):
-    """All features of one block of cells; ``gfp``, ``rfp`` float64 (k, h, w), ``m`` bool."""
-    k, h, w = gfp.shape
-    out = {}
-    count = m.sum((1, 2)).astype(np.float64)
-    rows, cols = np.mgrid[:h, :w].astype(np.float64)
-
-    def prepare(x):
-        if background is not None:
-            bg = np.percentile(x.reshape(k, -1), background, axis=1, method="nearest")
-            x = np.maximum(x - bg[:, None, None], 0.0)
-        return x
-
-    g = prepare(gfp)
-    g_total = np.where(m, g, 0.0).sum((1, 2))
-    g_mean = g_total / count
-    g_den = _safe(g_mean)
-
-    # intensity
+def _gfp_intensity(g, m, count, g_total, g_den, g_sorted):
     tiny = np.finfo(np.float64).tiny
-    out["gfp_log_total"] = np.log(np.maximum(g_total, tiny))
+    out = {"gfp_log_total": np.log(np.maximum(g_total, tiny))}
     out["gfp_cv"], out["gfp_skew"], out["gfp_kurtosis"] = _moments(g, m, count, g_total)
-    g_sorted = _masked_sort(g, m)
     for q in PERCENTILES:
         out[f"gfp_p{q}"] = _percentile(g_sorted, count, q) / g_den
     out["gfp_max"] = _rank(g_sorted, count, 100) / g_den
@@ -305,26 +285,30 @@ def _block(gfp, rfp, m, background):
     scaled = g * count[:, None, None]
     for t in (2, 4):
         out[f"gfp_frac_above_{t}x"] = ((scaled > t * g_total[:, None, None]) & m).sum((1, 2)) / count
+    return out
 
-    # radial distribution
+
+def _gfp_radial(g_in, m, count, g_total, rows, cols, centre):
+    out = {}
     dist = _edge_distance(m)
     rel = dist / _safe(dist.max((1, 2)))[:, None, None]
     zone = np.clip(np.ceil(rel * _N_ZONES).astype(np.intp) - 1, 0, _N_ZONES - 1)  # 0: at the edge
-    g_in = np.where(m, g, 0.0)
     for z in range(_N_ZONES):
         inz = m & (zone == z)
         frac = (g_in * inz).sum((1, 2)) / _safe(g_total)
         area = inz.sum((1, 2)) / count
         out[f"gfp_radial_frac_{z + 1}"] = frac
         out[f"gfp_radial_meanfrac_{z + 1}"] = np.where(area > 0, frac / _safe(area), 0.0)
-    area, perimeter, major, minor, ecc, form, r0, c0 = _shape(m, count, rows, cols)
+    r0, c0 = centre
     gr = (g_in * rows).sum((1, 2)) / _safe(g_total)
     gc = (g_in * cols).sum((1, 2)) / _safe(g_total)
     radius = np.sqrt(count / np.pi)
     out["gfp_com_offset"] = np.where(g_total > 0, np.hypot(gr - r0, gc - c0) / radius, 0.0)
+    return out
 
-    # texture
-    out["gfp_gradient"] = (_sobel_magnitude(g) * m).sum((1, 2)) / count / g_den
+
+def _gfp_texture(g, m, count, g_total, g_den, g_sorted):
+    out = {"gfp_gradient": (_sobel_magnitude(g) * m).sum((1, 2)) / count / g_den}
     for s in _LOCAL_SIZES:
         mean_s = _plane_filter(g, ndi.uniform_filter, s)
         sq_s = _plane_filter(g * g, ndi.uniform_filter, s)
@@ -346,16 +330,12 @@ def _block(gfp, rfp, m, background):
     har = _haralick(_cooccurrence(levels, m))
     for name, value in zip(("contrast", "homogeneity", "correlation", "asm", "entropy"), har):
         out[f"gfp_haralick_{name}"] = value
+    return out
 
-    # shape
-    out["shape_area"], out["shape_perimeter"] = area, perimeter
-    out["shape_major_axis"], out["shape_minor_axis"] = major, minor
-    out["shape_eccentricity"], out["shape_form_factor"] = ecc, form
 
-    if rfp is None:
-        return out
-    # RFP intensity and the GFP/RFP relationship
-    r = prepare(rfp)
+def _rfp_features(r, g, g_in, m, count, g_total, g_mean):
+    """RFP intensity and the GFP/RFP relationship."""
+    out = {}
     r_total = np.where(m, r, 0.0).sum((1, 2))
     r_den = _safe(r_total / count)
     out["rfp_cv"], out["rfp_skew"], out["rfp_kurtosis"] = _moments(r, m, count, r_total)
@@ -381,6 +361,35 @@ def _block(gfp, rfp, m, background):
     return out
 
 
+def _block(gfp, rfp, m, background):
+    """All features of one block of cells; ``gfp``, ``rfp`` float64 (k, h, w), ``m`` bool."""
+    k, h, w = gfp.shape
+    count = m.sum((1, 2)).astype(np.float64)
+    rows, cols = np.mgrid[:h, :w].astype(np.float64)
+
+    def prepare(x):
+        if background is not None:
+            bg = np.percentile(x.reshape(k, -1), background, axis=1, method="nearest")
+            x = np.maximum(x - bg[:, None, None], 0.0)
+        return x
+
+    g = prepare(gfp)
+    g_total = np.where(m, g, 0.0).sum((1, 2))
+    g_mean = g_total / count
+    g_den = _safe(g_mean)
+    g_sorted = _masked_sort(g, m)
+    g_in = np.where(m, g, 0.0)
+    area, perimeter, major, minor, ecc, form, r0, c0 = _shape(m, count, rows, cols)
+    out = _gfp_intensity(g, m, count, g_total, g_den, g_sorted)
+    out.update(_gfp_radial(g_in, m, count, g_total, rows, cols, (r0, c0)))
+    out.update(_gfp_texture(g, m, count, g_total, g_den, g_sorted))
+    out.update(shape_area=area, shape_perimeter=perimeter, shape_major_axis=major, shape_minor_axis=minor,
+               shape_eccentricity=ecc, shape_form_factor=form)
+    if rfp is not None:
+        out.update(_rfp_features(prepare(rfp), g, g_in, m, count, g_total, g_mean))
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # public API
 
@@ -399,7 +408,7 @@ def handcrafted_features(images, masks=None, *, channels=("gfp", "rfp"), backgro
         Single-cell crops, raw counts or normalised, integers or floats.
     masks : array_like of bool, shape (n, h, w), optional
         Centre-cell mask of every crop. None segments each crop's ``rfp`` channel with
-        :func:`protrep.segment.segment_crop` (about 1.5 ms per crop).
+        :func:`protrep.data.segment.segment_crop` (about 1.5 ms per crop).
     channels : sequence of str, default ("gfp", "rfp")
         Names of the channels of ``images`` in order; must contain ``"gfp"`` (the tagged
         protein). ``"rfp"`` (the cytosolic marker) is optional: without it the RFP and
@@ -553,7 +562,7 @@ def handcrafted_features(images, masks=None, *, channels=("gfp", "rfp"), backgro
     ig = channels.index("gfp")
     ir = channels.index("rfp") if "rfp" in channels else None
     if masks is None:
-        from .segment import segment_crop
+        from ..data.segment import segment_crop
 
         masks = np.zeros((n, h, w), dtype=bool)
         for i in range(n):
@@ -581,7 +590,7 @@ def handcrafted_features(images, masks=None, *, channels=("gfp", "rfp"), backgro
 
 
 def feature_table(ds, **kwargs):
-    """Hand-crafted features of a :class:`~protrep.dataset.CellDataset`.
+    """Hand-crafted features of a :class:`~protrep.data.dataset.CellDataset`.
 
     Uses ``ds.masks`` when present, else segments every crop's RFP channel.
 
@@ -654,3 +663,22 @@ def handcrafted_pca(features, *, n_components=0.95, seed=0):
     pipeline = make_pipeline(StandardScaler(), PCA(n_components=n_components, svd_solver="full", random_state=seed))
     transformed = pipeline.fit_transform(x)
     return transformed, pipeline
+
+
+def protein_tables(ds, *, seed=0, **kwargs):
+    """Protein tables of the handcrafted features: raw and reduced by PCA (the paper's two baselines).
+
+    Each cell's features (:func:`feature_table`) are averaged per protein; the PCA variant
+    reduces standardised cell features first (:func:`handcrafted_pca`), then averages.
+
+    Returns
+    -------
+    raw, pca : DataFrame
+        Protein tables of :func:`protrep.data.tables.embedding_tables`.
+    """
+    from ..data.tables import embedding_tables
+
+    cells = feature_table(ds, **kwargs)
+    raw = embedding_tables(ds, cells.to_numpy(np.float32))[1]
+    reduced, _ = handcrafted_pca(cells.to_numpy(), seed=seed)
+    return raw, embedding_tables(ds, reduced)[1]

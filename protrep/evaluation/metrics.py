@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["localization_accuracy", "linear_probe", "fit_linear_probe", "single_localized_test_cells", "per_class_f1", "macro_f1",
-           "exact_match_accuracy", "tune_thresholds", "apply_thresholds"]
+           "exact_match_accuracy", "tune_thresholds", "apply_thresholds", "supervised_vs_probes", "annotation_agreement", "versus_anchor", "CHEN_IMAGES_PER_MIN"]
 
 
 def single_localized_test_cells(meta, *, split="test"):
@@ -54,19 +54,37 @@ def localization_accuracy(y_true, proba, classes):
     }
 
 
-def linear_probe(train_x, train_y, test_x, *, seed=0, max_iter=2000):
+def linear_probe(train_x, train_y, test_x, *, n_classes=None, seed=0, max_iter=2000):
     """Fit a multinomial logistic regression on standardised features; predict test probabilities.
 
     The usual way to ask how much class information an unsupervised embedding holds
-    linearly. Classes absent from ``train_y`` get probability 0.
+    linearly.
+
+    Parameters
+    ----------
+    train_x : array (n_train, d)
+    train_y : array of int (n_train,)
+        Class indices (>= 0).
+    test_x : array (n_test, d)
+    n_classes : int, optional, keyword-only
+        Columns of the result (default: the largest training label + 1). Classes absent
+        from ``train_y`` get probability 0, so column ``k`` is always class ``k``.
 
     Returns
     -------
-    proba : ndarray (n_test, n_classes_seen)
-    classes : ndarray of the class labels in the column order of ``proba``
+    ndarray of float64, shape (n_test, n_classes)
+        Rows sum to 1.
     """
+    train_y = np.asarray(train_y)
+    if train_y.size == 0 or train_y.min() < 0:
+        raise ValueError("train_y must hold class indices >= 0 (drop unlabelled cells first)")
+    n_classes = int(train_y.max()) + 1 if n_classes is None else int(n_classes)
+    if train_y.max() >= n_classes:
+        raise ValueError(f"train_y has class {int(train_y.max())} but n_classes is {n_classes}")
     model = fit_linear_probe(train_x, train_y, seed=seed, max_iter=max_iter)
-    return model.predict_proba(np.asarray(test_x)), model.classes_
+    proba = np.zeros((len(test_x), n_classes))
+    proba[:, model.classes_] = model.predict_proba(np.asarray(test_x))
+    return proba
 
 
 def fit_linear_probe(train_x, train_y, *, seed=0, max_iter=2000):
@@ -111,7 +129,11 @@ def per_class_f1(y_true, y_pred, *, zero_division=0.0):
     -------
     ndarray of float64, shape (n_classes,)
         ``2 tp / (2 tp + fp + fn)`` per class, in [0, 1]; higher is better. Equals
-        ``sklearn.metrics.f1_score(y_true, y_pred, average=None)``.
+        ``sklearn.metrics.f1_score(y_true, y_pred, average=None)`` for two or more classes.
+        Kept rather than calling scikit-learn: with one class, an ``(n, 1)`` indicator array,
+        scikit-learn reads a binary column target and scores both label values, and it
+        gives an all-negative class F1 = 1 whatever ``zero_division``; here one class is
+        one column, always.
     """
     t = _multilabel(y_true, "y_true")
     p = _multilabel(y_pred, "y_pred", t.shape)
@@ -214,3 +236,56 @@ def tune_thresholds(y_true, y_score, *, grid=None, default=0.5):
     f1 = 2 * tp / np.maximum(decided.sum(1) + t.sum(0)[None], 1)
     best = grid[np.argmax(f1, axis=0)]
     return np.where(t.any(0), best, float(default))
+
+
+def supervised_vs_probes(supervised_accuracy, probe_accuracies):
+    """Is the supervised classifier above the best linear probe on self-supervised features?
+
+    Parameters
+    ----------
+    supervised_accuracy : float or None
+        Test accuracy of the classifier trained on the labels (None: not available).
+    probe_accuracies : dict of str to float
+        Test accuracy of a linear probe on each model's features.
+
+    Returns
+    -------
+    dict
+        ``best_probe``, ``best_probe_accuracy``, ``supervised_accuracy`` and ``above``
+        (None when the supervised accuracy is not available).
+    """
+    if not probe_accuracies:
+        raise ValueError("probe_accuracies is empty: give at least one model's probe accuracy")
+    best = max(probe_accuracies, key=probe_accuracies.get)
+    above = None if supervised_accuracy is None else bool(supervised_accuracy > probe_accuracies[best])
+    return {"best_probe": best, "best_probe_accuracy": float(probe_accuracies[best]),
+            "supervised_accuracy": supervised_accuracy, "above": above}
+
+
+#: Chen (2020)'s inference throughput on HPA images, images per minute.
+CHEN_IMAGES_PER_MIN = 4500
+
+
+def versus_anchor(images_per_min, anchor=CHEN_IMAGES_PER_MIN):
+    """A measured throughput against a paper's anchor: ``{"images_per_min", "anchor", "at_or_above"}``."""
+    return {"images_per_min": float(images_per_min), "anchor": anchor, "at_or_above": bool(images_per_min >= anchor)}
+
+
+def annotation_agreement(predictions, annotated):
+    """How many proteins' top predicted class is one of their annotated classes.
+
+    Parameters
+    ----------
+    predictions : dict of str to dict of str to float
+        Per protein, the predicted probability of each class.
+    annotated : dict of str to str
+        Per protein, its annotated classes, ``;``-separated.
+
+    Returns
+    -------
+    (int, int)
+        Proteins that agree, and proteins with both a prediction and an annotation.
+    """
+    both = [p for p in predictions if p in annotated]
+    hits = sum(max(predictions[p], key=predictions[p].get) in annotated[p].split(";") for p in both)
+    return int(hits), len(both)

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_dir, read_json
-from .errors import DataError
+from ..atomic import atomic_dir, read_json
+from ..errors import DataError
 
 __all__ = [
     "CellDataset",
@@ -319,3 +319,15 @@ def load_proteins(path):
     text = [c for c in _PROTEIN_TEXT if c in table]
     table[text] = table[text].fillna("")  # empty text cells are read back as missing
     return table
+
+
+def multi_hot(localizations, classes):
+    """Multi-hot float32 ``(n, len(classes))`` of ``;``-separated class names (unknown names raise ValueError)."""
+    column = {c: j for j, c in enumerate(classes)}
+    out = np.zeros((len(localizations), len(classes)), np.float32)
+    for i, text in enumerate(localizations):
+        for name in filter(None, str(text if isinstance(text, str) else "").split(";")):
+            if name not in column:
+                raise ValueError(f"localization {name!r} of row {i} is not one of the classes {list(classes)}")
+            out[i, column[name]] = 1
+    return out

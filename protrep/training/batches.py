@@ -1,4 +1,4 @@
-"""Turn a :class:`~protrep.dataset.CellDataset` into training batches.
+"""Turn a :class:`~protrep.data.dataset.CellDataset` into training batches.
 
 The whole (normalised) dataset is held as one tensor, on the training device when it fits,
 and batches are index selections from it: no worker processes, nothing to keep a GPU
@@ -12,56 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["percentile_stretch", "CellTensors", "multi_hot", "step_generator", "augment", "center_crop"]
+from ..data.dataset import multi_hot
+from ..data.normalize import percentile_stretch
 
-
-def percentile_stretch(images, low=0.1, high=99.9):
-    """Scale every cell's every channel to [0, 1] between its own percentiles.
-
-    Parameters
-    ----------
-    images : ndarray, shape (n, c, h, w)
-    low, high : float
-        Percentiles mapped to 0 and 1 (values outside are clipped), as DeepLoc does per cell
-        (Kraus et al. 2017).
-
-    Returns
-    -------
-    ndarray of float32, shape (n, c, h, w)
-    """
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim != 4:
-        raise ValueError(f"images must have shape (n, c, h, w), got {x.shape}")
-    if not 0 <= low <= high <= 100:
-        raise ValueError(f"percentiles must satisfy 0 <= low <= high <= 100, got {low}, {high}")
-    if len(x) == 0 or x.shape[2] * x.shape[3] == 0:
-        return x.copy()
-    flat = x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-    lo, hi = (v[..., None] for v in _percentiles(flat, (low, high)))
-    out = (flat - lo) / np.maximum(hi - lo, 1e-6)
-    return np.clip(out, 0, 1, out=out).reshape(x.shape).astype(np.float32, copy=False)
-
-
-def _percentiles(flat, qs):
-    """``np.percentile(flat, q, axis=-1)`` (linear method) for each ``q``, float64.
-
-    One ``np.partition`` for all the order statistics the percentiles interpolate between,
-    instead of ``np.percentile``'s general machinery: twice as fast on crops. Equal to
-    numpy's up to the rounding of the interpolation (numpy subtracts the two order
-    statistics in the input's precision, here in float64): within one float32 step.
-    """
-    m = flat.shape[-1]
-    points = []
-    for q in qs:
-        v = q / 100 * (m - 1)
-        below = int(np.floor(v))
-        points.append((below, min(below + 1, m - 1), v - below))
-    part = np.partition(flat, sorted({k for below, above, _ in points for k in (below, above)}), axis=-1)
-    out = []
-    for below, above, t in points:
-        a, b = part[..., below].astype(np.float64), part[..., above].astype(np.float64)
-        out.append(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))
-    return out
+__all__ = ["CellTensors", "step_generator", "augment", "center_crop", "randomize_background", "mask_to_level"]
 
 
 @dataclass
@@ -78,10 +32,10 @@ class CellTensors:
     masks : Tensor of bool (n, h, w), optional
         Centre-cell masks, with ``level`` and ``noise`` (float32 (n, c): background level
         and noise of the normalised crops); present when built with ``background=True``,
-        for :func:`protrep.background.randomize_background`.
+        for :func:`randomize_background`.
     multilabel : Tensor of float32 (n, k), optional
         Multi-hot targets over the dataset's classes, present when the dataset is
-        multi-label (``ds.info["multilabel"]``, as the HPA images of :mod:`protrep.hpa`):
+        multi-label (``ds.info["multilabel"]``, as the HPA images of :mod:`protrep.data.hpa`):
         class j is on where ``classes[j]`` is among the ``;``-separated names of the
         ``localization`` column.
     """
@@ -99,7 +53,7 @@ class CellTensors:
         """Select cells ``index`` (all if None) of ``ds``, stretch them and move them to ``device``.
 
         ``background=True`` also keeps the centre-cell masks and the background statistics
-        of the stretched crops (:func:`protrep.background.background_stats`).
+        of the stretched crops (:func:`protrep.data.backgrounds.background_stats`).
         """
         index = np.arange(len(ds)) if index is None else np.asarray(index)
         images = percentile_stretch(ds.images[index])
@@ -107,8 +61,8 @@ class CellTensors:
         codes = ds.meta["protein"].astype("category").cat.codes.to_numpy()[index]
         extra = {}
         if background:
-            from .background import background_stats
-            from .errors import DataError
+            from ..data.backgrounds import background_stats
+            from ..errors import DataError
 
             if ds.masks is None:
                 raise DataError(ds.source or "dataset", "has no centre-cell masks, which background "
@@ -160,18 +114,6 @@ class CellTensors:
         else:
             out["partner"] = out["image"]
         return out
-
-
-def multi_hot(localizations, classes):
-    """Multi-hot float32 ``(n, len(classes))`` of ``;``-separated class names (unknown names raise ValueError)."""
-    column = {c: j for j, c in enumerate(classes)}
-    out = np.zeros((len(localizations), len(classes)), np.float32)
-    for i, text in enumerate(localizations):
-        for name in filter(None, str(text if isinstance(text, str) else "").split(";")):
-            if name not in column:
-                raise ValueError(f"localization {name!r} of row {i} is not one of the classes {list(classes)}")
-            out[i, column[name]] = 1
-    return out
 
 
 def step_generator(seed, epoch, step, *, stream=0):
@@ -238,7 +180,7 @@ def augment(batch, generator, *, crop=None, drop_channel=None):
     see the same augmentation as before.
 
     The image and the partner cell are transformed independently; a reconstruction
-    ``"target"`` (see :func:`protrep.background.randomize_background`) gets the image's
+    ``"target"`` (see :func:`randomize_background`) gets the image's
     transform. Labels do not change (localization is invariant to these transforms).
     """
     out = dict(batch)
@@ -262,3 +204,57 @@ def augment(batch, generator, *, crop=None, drop_channel=None):
         x[:, c] *= keep[:, None, None]
         out["image"] = x
     return out
+
+
+def randomize_background(batch, masks, level, noise, generator, *, p=0.5):
+    """Training-time background randomisation of a batch (``TrainConfig.background``).
+
+    The training counterpart of the settings of :mod:`protrep.data.backgrounds` (Gupta et
+    al. 2025): it keeps a model from using the neighbours of the centre cell.
+
+    Each crop, with probability ``p``, gets a new background: masked to its level, swapped
+    in from another crop of the batch (shifted to its level), or cell-free noise, one of
+    the three with equal chance. ``batch["target"]`` becomes the masked crop (the centre
+    cell alone), the reconstruction target of autoencoders trained this way.
+
+    Parameters
+    ----------
+    batch : dict
+        With ``"image"`` float (B, C, H, W).
+    masks : Tensor of bool (B, H, W)
+    level, noise : Tensor (B, C)
+        Background level and noise of each crop, in the units of ``batch["image"]``.
+    generator : torch.Generator (CPU)
+
+    Returns
+    -------
+    dict
+        A new batch; the other keys are passed through.
+    """
+    x = batch["image"]
+    b = x.shape[0]
+    dev = x.device
+    u = torch.rand(b, generator=generator).to(dev)
+    mode = torch.randint(0, 3, (b,), generator=generator).to(dev)
+    partner = torch.randint(0, max(b - 1, 1), (b,), generator=generator)
+    partner = (partner + (partner >= torch.arange(b))).clamp(max=b - 1).to(dev)  # another crop of the batch
+    gauss = torch.randn(x.shape, generator=generator).to(dev, x.dtype)
+    lev = level.to(dev, x.dtype)[:, :, None, None]
+    swapped = x[partner] + (lev - lev[partner])
+    cellfree = lev + noise.to(dev, x.dtype)[:, :, None, None] * gauss
+    new = torch.where((mode == 0)[:, None, None, None], lev, torch.where((mode == 1)[:, None, None, None],
+                                                                       swapped, cellfree))
+    keep = (u >= p)[:, None, None, None]
+    m = masks.to(dev)
+    out = dict(batch)
+    out["image"] = torch.where(keep, x, torch.where(m[:, None], x, new))
+    out["target"] = mask_to_level(x, m, level.to(dev, x.dtype))
+    return out
+
+
+def mask_to_level(images, masks, level):
+    """The centre cells of ``images`` (where ``masks``, (B, H, W)) on a constant ``level`` (B, C): tensors.
+
+    :func:`protrep.data.backgrounds.mask_background` for batches on the training device.
+    """
+    return torch.where(masks[:, None], images, level[:, :, None, None])

@@ -1,0 +1,123 @@
+"""Trained runs: where they live, what identifies them, and loading them back.
+
+A run directory holds everything needed to rebuild the run (see :mod:`protrep.training.loop`).
+Its identity (``run.json``) is the model and training configs, the dataset's fingerprint,
+:func:`protrep.training.loop.training_code_version` (the code the weights depend on) and the starting weights of a
+fine-tuning run; the loop reuses a finished run only when all of them match.
+"""
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_file, read_json
+from ..errors import DataError
+from ..models import REGISTRY, ModelConfig, build_model
+
+__all__ = ["run_path", "resolve_device", "dataset_fingerprint", "check_compatible", "load_run",
+           "weights_path", "init_fingerprint", "load_weights", "save_checkpoint", "load_checkpoint"]
+
+
+def run_path(data_dir, model, profile="default"):
+    """Where the book keeps a trained run: ``<data_dir>/runs/<model>`` (``<model>-<profile>`` off default)."""
+    return Path(data_dir) / "runs" / (model if profile == "default" else f"{model}-{profile}")
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` -> CUDA if available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available; use 'auto' or 'cpu'")
+    return dev
+
+
+def dataset_fingerprint(ds):
+    """What a model depends on in a dataset: channels, image size, classes (and where it came from)."""
+    return {"source": ds.source, "format": ds.format, "channels": list(ds.channels),
+            "image_size": list(ds.images.shape[-2:]), "classes": list(ds.classes), "n_cells": int(len(ds)),
+            "code_version": ds.info.get("code_version")}
+
+
+def check_compatible(ds, model_config, classes=None):
+    """Raise :class:`DataError` if ``ds`` cannot be fed to a model of ``model_config``."""
+    where = ds.source or "dataset"
+    if ds.images.shape[1] != model_config.in_channels:
+        raise DataError(where, f"has {ds.images.shape[1]} channels {list(ds.channels)}, the model takes "
+                        f"{model_config.in_channels} (gfp, rfp)")
+    orders = getattr(REGISTRY.get(model_config.name), "channel_orders", (("gfp", "rfp"),))
+    if not any(tuple(ds.channels[:len(order)]) == tuple(order) for order in orders):
+        raise DataError(where, f"channels are {list(ds.channels)}; the models take (gfp, rfp): protein first, "
+                        "cytosolic marker second" + "".join(f"; {model_config.name} also takes ({', '.join(o)})"
+                                                            for o in orders if tuple(o) != ("gfp", "rfp")))
+    if tuple(ds.images.shape[-2:]) != (model_config.image_size,) * 2:
+        raise DataError(where, f"images are {tuple(ds.images.shape[-2:])} px, the model takes "
+                        f"{model_config.image_size} x {model_config.image_size} crops")
+    if classes is not None and ds.classes and tuple(ds.classes) != tuple(classes):
+        raise DataError(where, f"classes {list(ds.classes)} differ from the model's {list(classes)}")
+
+
+def save_checkpoint(path, state):
+    """Write a checkpoint atomically (a killed run leaves the previous one)."""
+    with atomic_file(path, "wb") as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint on the CPU; a missing or damaged file raises :class:`DataError` naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise DataError(path, "no checkpoint here") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        raise DataError(path, f"corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
+
+
+def weights_path(run):
+    """The weights a run hands on: ``best.pt``, else ``checkpoint.pt``."""
+    run = Path(run)
+    return run / "best.pt" if (run / "best.pt").exists() else run / "checkpoint.pt"
+
+
+def init_fingerprint(run):
+    """Identity of the starting weights of a fine-tuning run (None from scratch)."""
+    if run is None:
+        return None
+    path = weights_path(run)
+    if not path.is_file():
+        raise DataError(run, "init_from names no trained run (no best.pt or checkpoint.pt)")
+    return {"run": str(run), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
+
+
+def load_weights(model, path):
+    """Load a checkpoint's weights into ``model``; weights of another model raise :class:`DataError`."""
+    try:
+        model.load_state_dict(load_checkpoint(path)["model"])
+    except (KeyError, RuntimeError) as e:
+        raise DataError(path, f"does not hold weights of this run's model ({type(e).__name__}: {e})") from None
+
+
+def load_run(run, *, which="best", device="cpu"):
+    """Load a trained model from its run directory.
+
+    Parameters
+    ----------
+    run : str or Path
+    which : {"best", "last"}
+        ``best.pt`` (lowest validation loss; falls back to the last checkpoint) or
+        ``checkpoint.pt``.
+
+    Returns
+    -------
+    model : nn.Module (eval mode)
+    info : dict
+        The run's ``run.json``.
+    """
+    run = Path(run)
+    info = read_json(run / "run.json", missing="not a training run (no run.json); train one with `protrep train`")
+    path = weights_path(run) if which == "best" else run / "checkpoint.pt"
+    model = build_model(ModelConfig.from_dict(info["model"]))
+    load_weights(model, path)
+    return model.to(device).eval(), info
