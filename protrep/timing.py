@@ -36,9 +36,9 @@ CHAPTER_BUDGETS = {
     "02_cnn": 270,
     "03_autoencoder": 420,
     "04_evaluation": 150,
-    "05_background": 320,
+    "05_background": 350,
     "06_hpa": 110,
-    "reserve": 470,
+    "reserve": 440,
 }
 assert sum(CHAPTER_BUDGETS.values()) == BOOK_BUDGET_S
 
