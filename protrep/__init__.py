@@ -9,8 +9,9 @@ the steps before it:
                     SE-ResNet) and their config
 ``protrep.training``  batches, augmentation, the one training loop, trained runs
 ``protrep.inference``  embeddings and predictions of trained models
-``protrep.evaluation``  localization metrics, functional retrieval AP, handcrafted features,
-                    background confounding (imports without torch)
+``protrep.evaluation``  localization metrics, functional retrieval (pairwise AP, per-protein mAP,
+                    paired intervals over seeds), CellProfiler features, background
+                    confounding (imports without torch)
 ==================  ========================================================================
 
 ``protrep.profiles`` gives every chapter's settings by profile name; ``protrep.timing``
@@ -39,6 +40,9 @@ _ENTRY_POINTS = {
     "embed_cells": "protrep.inference.embed",
     "predict_cells": "protrep.inference.embed",
     "evaluate": "protrep.evaluation.retrieval",
+    "compare_seeds": "protrep.evaluation.paired",
+    "mean_average_precision": "protrep.evaluation.mean_ap",
+    "cellprofiler_tables": "protrep.evaluation.cellprofiler",
     "run_background": "protrep.evaluation.confounding",
     "book_profile": "protrep.profiles",
 }
@@ -49,6 +53,8 @@ __all__ = [
     "SimConfig",
     "TrainConfig",
     "book_profile",
+    "cellprofiler_tables",
+    "compare_seeds",
     "build_model",
     "embed_cells",
     "ensure_dataset",
@@ -56,6 +62,7 @@ __all__ = [
     "load_dataset",
     "load_run",
     "load_standards",
+    "mean_average_precision",
     "open_dataset",
     "predict_cells",
     "run_background",

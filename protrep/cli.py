@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import re
 import sys
 import typing
@@ -109,15 +110,42 @@ def _evaluate(args):
     from .data.standards import load_standards
     from .data.tables import feature_columns
     from .errors import DataError
-    from .evaluation.retrieval import _overlap_message, evaluate, read_embedding
+    from .evaluation.retrieval import _overlap_message, read_embedding
 
-    embedding = read_embedding(args.embeddings)  # a per-cell table is averaged per protein
+    features = [c.strip() for c in args.features.split(",") if c.strip()] if args.features is not None else None
+    embedding = read_embedding(args.embeddings, features=features, feature_prefix=args.feature_prefix,
+                               average_cells=args.average_cells)  # a protrep per-cell table is averaged per protein
     standards = load_standards(args.standards)
     named = sorted(set().union(*(set(s["protein"].astype(str)) for s in standards.values())))
     if not embedding["protein"].isin(named).any():
         raise DataError(args.embeddings,
                         _overlap_message(embedding["protein"], named, f"standards of {args.standards}"))
     method = Path(args.embeddings).name
+    run = _evaluate_map if args.metric == "map" else _evaluate_ap
+    table, shown, header, options = run(args, method, embedding, standards)
+    n_features = len(feature_columns(embedding))
+    print(f"{method}: {len(embedding)} proteins x {n_features} features, cosine similarity"
+          f"{' of z-scored features' if args.standardize else ''}, {header}")
+    print(shown.to_string(index=False))
+    if args.out:
+        records = [{k: _json_value(v) for k, v in row.items()} for row in table.astype(object).to_dict("records")]
+        write_json(args.out, {"metric": args.metric, "embeddings": str(args.embeddings),
+                              "standards": str(args.standards), "features": embedding.attrs.get("feature_names"),
+                              "standardize": args.standardize, "seed": args.seed, "min_size": args.min_size,
+                              "max_size": args.max_size, "max_fraction": args.max_fraction, **options,
+                              "results": records})
+        print(f"\nresults: {args.out}")
+
+
+def _json_value(value):
+    """NaN -> None (null), so the JSON is strict."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _evaluate_ap(args, method, embedding, standards):
+    """Global pairwise AP with bootstrap intervals (Razdaibiedina & Brechalov 2022)."""
+    from .evaluation.retrieval import evaluate
+
     table = evaluate({method: embedding}, standards, n_boot=args.n_boot, seed=args.seed, standardize=args.standardize,
                      progress=not args.quiet, min_size=args.min_size, max_size=args.max_size,
                      max_fraction=args.max_fraction)
@@ -126,17 +154,22 @@ def _evaluate(args):
     shown["maxF1"] = table["max_f1"].map("{:.3f}".format)
     shown["n proteins"] = table["n_proteins"]
     shown["prevalence"] = table["prevalence"].map("{:.4f}".format)
-    print(f"{method}: {len(embedding)} proteins x {len(feature_columns(embedding))} features, cosine similarity"
-          f"{' of z-scored features' if args.standardize else ''}, {args.n_boot} bootstrap replicates")
-    print(shown.to_string(index=False))
-    if args.out:
-        records = [{k: None if v != v else v for k, v in row.items()}  # NaN -> null: strict JSON
-                   for row in table.astype(object).to_dict("records")]
-        write_json(args.out, {"embeddings": str(args.embeddings), "standards": str(args.standards),
-                              "standardize": args.standardize, "n_boot": args.n_boot, "seed": args.seed,
-                              "min_size": args.min_size, "max_size": args.max_size,
-                              "max_fraction": args.max_fraction, "results": records})
-        print(f"\nresults: {args.out}")
+    return table, shown, f"{args.n_boot} bootstrap replicates", {"n_boot": args.n_boot}
+
+
+def _evaluate_map(args, method, embedding, standards):
+    """Per-protein mAP and fraction retrieved (Kalinin et al. 2025)."""
+    from .evaluation.mean_ap import map_results_dict, mean_average_precision
+
+    table = mean_average_precision({method: embedding}, standards, null_size=args.null_size, seed=args.seed,
+                                   standardize=args.standardize, progress=not args.quiet, min_size=args.min_size,
+                                   max_size=args.max_size, max_fraction=args.max_fraction)
+    shown = table[["standard"]].copy()
+    shown["mAP"] = table["map"].map("{:.3f}".format)
+    shown["fraction retrieved (q < 0.05)"] = table["fraction_retrieved"].map("{:.3f}".format)
+    shown["n proteins"] = table["n_proteins"]
+    summary = {k: {s: _json_value(v) for s, v in d[method].items()} for k, d in map_results_dict(table).items()}
+    return table, shown, f"{args.null_size} random rankings per null", {"null_size": args.null_size, **summary}
 
 
 def _background(args):
@@ -291,15 +324,30 @@ def _background_parser(sub):
 
 
 def _evaluate_parser(sub):
-    v = sub.add_parser("evaluate", help="functional AP of a protein embedding on annotation standards (protein pairs)")
+    v = sub.add_parser("evaluate", help="functional retrieval of a protein embedding on annotation standards: global "
+                                        "pairwise AP or per-protein mAP")
     v.add_argument("--embeddings", required=True,
-                   help="embedding table (.csv/.csv.gz/.parquet: protein + f0000...; per-cell tables are averaged "
-                        "per protein)")
+                   help="embedding table (.csv/.csv.gz/.parquet): protein + f0000... from protrep embed (per-cell "
+                        "tables are averaged per protein), or protein + any numeric feature columns")
     v.add_argument("--standards", required=True,
                    help="standards folder: a simulated dataset (or its standards/), or the yeast standards folder")
+    v.add_argument("--metric", choices=["ap", "map"], default="ap",
+                   help="ap: average precision of all protein pairs ranked together (Razdaibiedina & Brechalov "
+                        "2022); map: mean per-protein AP and the fraction of proteins retrieved at q < 0.05 "
+                        "(Kalinin et al. 2025) (default: ap)")
+    features = v.add_mutually_exclusive_group()
+    features.add_argument("--features", metavar="A,B,C",
+                          help="feature columns, comma-separated (default: f0000... if present, else every numeric "
+                               "column but protein and cell metadata; other columns are ignored with a warning)")
+    features.add_argument("--feature-prefix", metavar="PREFIX", help="feature columns: those starting with PREFIX")
+    v.add_argument("--average-cells", action="store_true", default=None,
+                   help="average repeated proteins (rows are cells) in a table not written by protrep embed; "
+                        "otherwise a repeated protein is an error")
     v.add_argument("--standardize", action="store_true", help="z-score every feature across proteins first")
-    v.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates over proteins (0: no interval)")
-    v.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    v.add_argument("--n-boot", type=int, default=100, help="ap: bootstrap replicates over proteins (0: no interval)")
+    v.add_argument("--null-size", type=int, default=2000,
+                   help="map: random rankings per null distribution of a protein's AP (default 2000)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (ap) or of the random rankings (map)")
     v.add_argument("--min-size", type=int, default=2, help="drop terms with fewer of the embedding's proteins")
     v.add_argument("--max-size", type=int, help="drop terms with more of the embedding's proteins")
     v.add_argument("--max-fraction", type=float,

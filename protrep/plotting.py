@@ -3,7 +3,8 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
+__all__ = ["paired_differences",
+           "composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
            "distributions", "ap_bars", "setting_lines", "heatmap", "quality_curves"]
 
 
@@ -231,6 +232,49 @@ def ap_bars(table, *, methods, standards, relative=False, ax=None, title=None):
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=4)
+    return ax
+
+
+def paired_differences(paired, *, standards=None, ax=None, title=None):
+    """Forest plot of paired AP differences with their 95% intervals, one row per comparison and standard.
+
+    Parameters
+    ----------
+    paired : DataFrame
+        ``comparison``, ``standard``, ``diff``, ``low``, ``high``, ``verdict``
+        (:func:`protrep.evaluation.paired.compare_seeds`).
+    standards : sequence of str, optional
+        Order of the standards (colours).
+
+    A difference is read as "ahead" only where its whole interval lies right of 0
+    (filled markers); open markers are intervals that include 0.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.35 * len(paired) + 1))
+    standards = list(standards) if standards is not None else list(dict.fromkeys(paired["standard"]))
+    comparisons = list(dict.fromkeys(paired["comparison"]))
+    labels, positions, y = [], [], 0.0
+    for c in comparisons:
+        for k, s in enumerate(standards):
+            row = paired[(paired["comparison"] == c) & (paired["standard"] == s)]
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            separable = r["verdict"] != "not separable"
+            ax.errorbar(r["diff"], -y, xerr=[[r["diff"] - r["low"]], [r["high"] - r["diff"]]], fmt="o", color=f"C{k}",
+                        mfc=f"C{k}" if separable else "white", capsize=3,
+                        label=s if c == comparisons[0] else None)
+            labels.append(f"{c}: {s}")
+            positions.append(-y)
+            y += 1
+        y += 0.5
+    ax.axvline(0, color="k", linewidth=1, linestyle="dashed")
+    ax.set_yticks(positions)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("AP difference (paired 95% interval over proteins and seeds)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
     return ax
 
 

@@ -8,25 +8,30 @@
 ==========  ================================================================================
 
 Every model that chapters 4 and 5 compare (DeepLoc, Paired Cell Inpainting, the
-autoencoder) is trained with the **same compute budget** in a profile
+autoencoder) is trained with the **same compute budget** per seed in a profile
 (``TrainConfig.budget_tflop``: 3 x forward FLOPs per image x images seen, the same on
 every machine), each at the width that the measured quality-against-compute curve shows
 best for that budget (``benchmarks/quality_vs_compute.py``; the curves are in chapters 2
-and 3):
+and 3), and with several **seeds**, which chapter 4 combines in paired intervals:
 
-========  ============  =====================================================================
-profile   budget        widths
-========  ============  =====================================================================
-quick     0.04 TFLOP    0.125 (a few steps)
-default   8 TFLOP       DeepLoc 0.125, PCI 0.25, autoencoder 0.5
-full      27,000 TFLOP  1.0: the paper's networks; the budget is DeepLoc's 40 epochs over the
-                        full profile's 140,000 training cells (4.85 GFLOP per image)
-========  ============  =====================================================================
+========  ==================  ===============================================================
+profile   budget x seeds      widths
+========  ==================  ===============================================================
+quick     0.04 TFLOP x 2      0.125 (a few steps)
+default   3 TFLOP x 3         DeepLoc 0.125, PCI 0.25, autoencoder 0.5
+full      27,000 TFLOP x 3    1.0: the paper's networks; the budget is DeepLoc's 40 epochs over
+                              the full profile's training cells (4.85 GFLOP per image)
+========  ==================  ===============================================================
 
 Why these, from the measured curves (``benchmarks/results/quality_vs_compute.csv``, on
-an emulation of the slowest CI machine): DeepLoc's test accuracy levels off at 8 TFLOP
-(0.925 at 8, 0.923 at 16, width 0.125), 3.2 minutes at the reference rate, half of what
-the former 6-epoch run at width 0.25 took for 0.930; at equal compute the narrow network
+an emulation of the slowest CI machine, measured on the former default screen of 450
+proteins x 40 cells): DeepLoc's test accuracy is 0.875 at 2 TFLOP, 0.892 at 4, 0.921 at 8
+and 0.923 at 16 (width 0.125), while its held-out AP at the four scales moves by less than
+0.012 between 2 and 16 TFLOP. Three seeds at 3 TFLOP cost about what one seed at 8 did
+and buy the seed variance that every comparison of chapter 4 needs; 3 rather than 4 TFLOP
+is what fits the book's time budget once chapter 4 measures CellProfiler features and
+embeds the Huh proteome with every seed (measured: 2,116 s of notebooks at 4 TFLOP before
+the other cuts, against 1,800 s allowed). At equal compute the narrow network
 takes four times the optimisation steps, and wins at every budget. Paired Cell Inpainting
 at width 0.25 beats 0.125 on the probe at every budget, with the same held-out AP. The
 autoencoder at 0.5 matches 0.25 on held-out AP at 1.7 x less time per TFLOP. Neither
@@ -34,9 +39,14 @@ self-supervised model gains held-out AP with more compute in this range (both lo
 their untrained convolutions already encode a cell's intensity distribution), which
 chapter 3 shows.
 
-The background-invariant models of chapter 5 start from the base runs and are fine-tuned
-for ``fine_tune_share`` of the budget (``benchmarks/finetune_vs_scratch.py`` compares
-this with training them from scratch).
+The default screen has 600 proteins x 30 cells (the same 18,000 cells as before), split
+by protein 60 / 10 / 30 % into training, validation and test: chapter 4 scores its
+headline on the 30 % test proteins, which no model saw and which did not choose any
+checkpoint (180 proteins; the validation proteins pick the best checkpoint by loss).
+
+The background-invariant models of chapter 5 start from the first seed's base runs and
+are fine-tuned for ``fine_tune_share`` of the budget (``benchmarks/finetune_vs_scratch.py``
+compares this with training them from scratch).
 """
 
 from dataclasses import dataclass
@@ -48,7 +58,7 @@ from .data.simulate_hpa import HPASimConfig
 from .models import ModelConfig
 from .training.loop import TrainConfig
 
-__all__ = ["BookProfile", "PROFILES", "book_profile", "yeast_training", "YEAST_MODELS"]
+__all__ = ["BookProfile", "PROFILES", "book_profile", "yeast_training", "seed_runs", "YEAST_MODELS"]
 
 #: The yeast models the book compares, in the order of its tables.
 YEAST_MODELS = ("deeploc", "pci", "ae")
@@ -65,7 +75,10 @@ class BookProfile(Config):
     screen : SimConfig
         The simulated yeast screen (chapter 1; chapters 2-5 read it).
     budget_tflop : float
-        Training compute of every compared yeast model (chapters 2, 3; chapter 5's bases).
+        Training compute of every compared yeast model and seed (chapters 2, 3; chapter 5's bases).
+    seeds : tuple of int
+        Training seeds of every compared yeast model (chapters 2, 3); chapter 4 combines
+        them in its paired intervals. Chapters 5 and 6 train from the first seed only.
     widths : dict of str to float
         Width multiplier of each yeast model.
     embed_crops : {"centre", "five"}
@@ -74,6 +87,10 @@ class BookProfile(Config):
         Share of the budget the background-invariant models are fine-tuned for (chapter 5).
     n_boot : int
         Bootstrap replicates of the functional AP (chapters 4, 5).
+    cellprofiler_cells : int or None
+        Cells per protein measured with CellProfiler's modules (``cp-measure``) for the
+        CellProfiler baseline of chapter 4 (None: every cell; its cost per cell is measured
+        in ``benchmarks/bench_cellprofiler.py``).
     huh_proteins : int or None
         ORFs of the Huh 2003 proteome simulation (chapter 4; None: all).
     huh_cells_per_protein : int
@@ -94,10 +111,12 @@ class BookProfile(Config):
     name: str
     screen: SimConfig
     budget_tflop: float
+    seeds: tuple
     widths: dict
     embed_crops: str
     fine_tune_share: float
     n_boot: int
+    cellprofiler_cells: int | None
     huh_proteins: int | None
     huh_cells_per_protein: int
     max_per_class: int
@@ -111,10 +130,14 @@ class BookProfile(Config):
     def __post_init__(self):
         check_choice(self, "embed_crops", ("centre", "five"))
         check_number(self, "budget_tflop", "hpa_width", low=0.0, strict_low=True)
+        seeds = tuple(self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(k, int) and k >= 0 for k in seeds):
+            raise ValueError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        object.__setattr__(self, "seeds", seeds)
         check_share(self, "fine_tune_share")
         check_int(self, "n_boot", "huh_cells_per_protein", "max_per_class", "shift_cells_per_protein", "hpa_epochs",
                   "throughput_images", low=1)
-        check_int(self, "huh_proteins", "hpa_max_steps", low=1, none=True)
+        check_int(self, "huh_proteins", "hpa_max_steps", "cellprofiler_cells", low=1, none=True)
         if set(self.widths) != set(YEAST_MODELS) or not all(w > 0 for w in self.widths.values()):
             raise ValueError(f"widths must give a positive width for each of {list(YEAST_MODELS)}, got {self.widths}")
         object.__setattr__(self, "screen", SimConfig.from_dict(self.screen))
@@ -132,22 +155,28 @@ class BookProfile(Config):
 
 PROFILES = {
     "quick": BookProfile(
-        name="quick", screen={"n_proteins": 45, "cells_per_protein": 8, "min_per_class": 3}, budget_tflop=0.04,
-        widths={"deeploc": 0.125, "pci": 0.125, "ae": 0.125}, embed_crops="centre", fine_tune_share=0.25, n_boot=10,
+        name="quick",
+        screen={"n_proteins": 45, "cells_per_protein": 8, "min_per_class": 3, "split_fractions": (0.6, 0.1, 0.3)},
+        budget_tflop=0.04, seeds=(0, 1), widths={"deeploc": 0.125, "pci": 0.125, "ae": 0.125}, embed_crops="centre",
+        fine_tune_share=0.25, n_boot=10, cellprofiler_cells=2,
         huh_proteins=120, huh_cells_per_protein=4, max_per_class=12, shift_cells_per_protein=4,
         hpa_screen={"n_proteins": 48, "images_per_protein": 2, "imaging": {"size": 64}}, hpa_width=0.125,
         hpa_epochs=1, hpa_max_steps=4, throughput_images=4),
     "default": BookProfile(
-        name="default", screen={"n_proteins": 450, "cells_per_protein": 40, "min_per_class": 4}, budget_tflop=8.0,
-        widths={"deeploc": 0.125, "pci": 0.25, "ae": 0.5}, embed_crops="centre", fine_tune_share=0.25, n_boot=100,
-        huh_proteins=1000, huh_cells_per_protein=12, max_per_class=100, shift_cells_per_protein=10,
+        name="default",
+        screen={"n_proteins": 600, "cells_per_protein": 30, "min_per_class": 4, "split_fractions": (0.6, 0.1, 0.3)},
+        budget_tflop=3.0, seeds=(0, 1, 2), widths={"deeploc": 0.125, "pci": 0.25, "ae": 0.5}, embed_crops="centre",
+        fine_tune_share=0.25, n_boot=100, cellprofiler_cells=5,
+        huh_proteins=1000, huh_cells_per_protein=8, max_per_class=100, shift_cells_per_protein=10,
         hpa_screen={"n_proteins": 300, "images_per_protein": 3, "imaging": {"size": 128}}, hpa_width=0.25,
         hpa_epochs=16, hpa_max_steps=None, throughput_images=32),
     "full": BookProfile(
-        name="full", screen={"n_proteins": 2000, "cells_per_protein": 100, "min_per_class": 4},
-        budget_tflop=27000.0, widths={"deeploc": 1.0, "pci": 1.0, "ae": 1.0}, embed_crops="five",
-        fine_tune_share=0.25, n_boot=200, huh_proteins=None, huh_cells_per_protein=40, max_per_class=1000,
-        shift_cells_per_protein=40, hpa_screen={"n_proteins": 2000, "images_per_protein": 6, "imaging": {"size": 512}},
+        name="full",
+        screen={"n_proteins": 2000, "cells_per_protein": 100, "min_per_class": 4, "split_fractions": (0.6, 0.1, 0.3)},
+        budget_tflop=27000.0, seeds=(0, 1, 2), widths={"deeploc": 1.0, "pci": 1.0, "ae": 1.0}, embed_crops="five",
+        fine_tune_share=0.25, n_boot=200, cellprofiler_cells=None,
+        huh_proteins=None, huh_cells_per_protein=40, max_per_class=1000, shift_cells_per_protein=40,
+        hpa_screen={"n_proteins": 2000, "images_per_protein": 6, "imaging": {"size": 512}},
         hpa_width=1.0, hpa_epochs=40, hpa_max_steps=None, throughput_images=512),
 }
 
@@ -191,3 +220,51 @@ def yeast_training(model, profile, *, width=None, budget_tflop=None, feature_lay
         width=width or profile.widths[model])
     options = {"epochs": None, "patience": 0, **train_options}
     return model_config, TrainConfig(budget_tflop=budget_tflop or profile.budget_tflop, **options)
+
+
+def seed_runs(model, profile, dataset, data_dir, *, seeds=None, embed_crops="centre", device="auto", progress=True,
+              **options):
+    """Train a yeast model once per training seed of the profile and write each run's embeddings.
+
+    Each seed's run lives in :func:`~protrep.training.runs.run_path` ``(data_dir, model,
+    profile.name, seed)``; a finished run with the same configuration is reused (resume).
+    Every run's cell and protein embeddings are written beside it
+    (``embeddings.csv.gz``, ``embeddings.proteins.csv.gz``) for chapter 4.
+
+    Parameters
+    ----------
+    model : {"deeploc", "pci", "ae"}
+    profile : str or BookProfile
+    dataset : Dataset
+    data_dir : str or Path
+    seeds : sequence of int, optional
+        The profile's ``seeds`` if None.
+    embed_crops : {"centre", "five"}
+        Crops DeepLoc's features average over (:func:`protrep.inference.embed.embed_cells`).
+    device : str
+    progress : bool
+    **options
+        Passed to :func:`yeast_training` (``width``, ``budget_tflop``, ``lr``, ...).
+
+    Returns
+    -------
+    dict
+        ``{seed: {"history": DataFrame, "run": Path, "features": (n_cells, d) array,
+        "protein_table": DataFrame}}``.
+    """
+    from .inference.embed import embed_cells, write_embeddings
+    from .training.loop import train
+    from .training.runs import load_run, resolve_device, run_path
+
+    profile = profile if isinstance(profile, BookProfile) else book_profile(profile)
+    dev = resolve_device(device)
+    out = {}
+    for s in (profile.seeds if seeds is None else seeds):
+        model_config, train_config = yeast_training(model, profile, seed=int(s), device=device, **options)
+        run = run_path(data_dir, model, profile.name, seed=int(s))
+        history = train(model_config, train_config, dataset, run, resume=True, overwrite=True, progress=progress)
+        net, _ = load_run(run, device=dev)
+        features = embed_cells(net, dataset, crops=embed_crops, device=dev)
+        _, protein_table = write_embeddings(dataset, features, run / "embeddings.csv.gz")
+        out[int(s)] = {"history": history, "run": run, "features": features, "protein_table": protein_table}
+    return out

@@ -25,7 +25,7 @@ from protrep.evaluation.retrieval import (
     evaluate,
     functional_ap,
     max_f1,
-    oracle_embedding,
+    localization_reference,
     pair_labels,
     random_embedding,
     read_embedding,
@@ -234,7 +234,7 @@ def proteome():
 
 def test_bootstrap_interval_contains_estimate_and_is_seeded(proteome):
     proteins, standards = proteome
-    oracle = oracle_embedding(proteins)
+    oracle = localization_reference(proteins)
     point = functional_ap(oracle, standards["processes"])["ap"]
     low, high = bootstrap_ap(oracle, standards["processes"], n_boot=40, seed=5)
     assert low < point < high and high - low < 0.2
@@ -247,7 +247,7 @@ def test_bootstrap_interval_contains_estimate_and_is_seeded(proteome):
 
 def test_oracle_and_random_embeddings(proteome):
     proteins, standards = proteome
-    oracle = oracle_embedding(proteins)
+    oracle = localization_reference(proteins)
     features = [f"f{j:04d}" for j in range(len(CLASSES))]
     assert list(oracle.columns) == ["protein", *features]
     np.testing.assert_allclose(oracle[features].sum(axis=1), 1, atol=1e-6)
@@ -267,14 +267,14 @@ def test_oracle_and_random_embeddings(proteome):
         r = functional_ap(rand, standards[name])
         assert abs(r["ap"] / r["prevalence"] - 1) < margin, name
     with pytest.raises(ValueError, match="missing columns"):
-        oracle_embedding(proteins.drop(columns="weight"))
+        localization_reference(proteins.drop(columns="weight"))
 
 
 # --------------------------------------------------------------------------- evaluate and the CLI
 
 def test_evaluate_long_table(proteome):
     proteins, standards = proteome
-    embeddings = {"oracle": oracle_embedding(proteins), "random": random_embedding(proteins["protein"], seed=0)}
+    embeddings = {"oracle": localization_reference(proteins), "random": random_embedding(proteins["protein"], seed=0)}
     standards = {**standards, "elsewhere": pd.DataFrame({"term": ["t", "t"], "protein": ["X1", "X2"]})}
     table = evaluate(embeddings, standards, n_boot=5, progress=False)
     assert list(table.columns) == RESULT_COLUMNS
@@ -301,7 +301,7 @@ def _standards_folder(path, standards):
 def test_cli_evaluate_end_to_end(tmp_path, capsys, proteome):
     proteins, standards = proteome
     folder = _standards_folder(tmp_path / "standards", {k: standards[k] for k in ("compartments", "complexes")})
-    oracle = oracle_embedding(proteins)
+    oracle = localization_reference(proteins)
     noisy = oracle[oracle.columns[1:]].to_numpy() + np.random.default_rng(0).normal(0, 0.2, (300, 15))
     per_protein = pd.DataFrame(noisy, columns=oracle.columns[1:]).assign(protein=oracle["protein"])
     cells = pd.concat([per_protein.assign(**{c: per_protein[c] + d for c in oracle.columns[1:]})
@@ -330,7 +330,7 @@ def test_cli_evaluate_end_to_end(tmp_path, capsys, proteome):
 def test_cli_evaluate_errors(tmp_path, capsys, proteome):
     proteins, standards = proteome
     folder = _standards_folder(tmp_path / "standards", {"complexes": standards["complexes"]})
-    pd.DataFrame({"protein": ["A"], "x": [1.0]}).to_csv(tmp_path / "nofeatures.csv", index=False)
+    pd.DataFrame({"protein": ["A"], "x": ["a"]}).to_csv(tmp_path / "nofeatures.csv", index=False)
     assert main(["evaluate", "--embeddings", str(tmp_path / "nofeatures.csv"), "--standards", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "nofeatures.csv" in err and "no feature columns" in err and "Traceback" not in err

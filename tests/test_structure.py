@@ -46,7 +46,8 @@ def test_imports_run_only_down_the_flow():
 def test_evaluation_and_data_import_without_torch():
     code = ("import sys, protrep, protrep.evaluation, protrep.data.readers, protrep.data.tables, "
             "protrep.evaluation.retrieval, protrep.evaluation.confounding, protrep.evaluation.metrics, "
-            "protrep.evaluation.handcrafted, protrep.evaluation.quality; "
+            "protrep.evaluation.handcrafted, protrep.evaluation.quality, protrep.evaluation.paired, "
+            "protrep.evaluation.mean_ap, protrep.evaluation.cellprofiler; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 

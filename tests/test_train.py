@@ -21,7 +21,7 @@ from protrep.errors import DataError
 from protrep.inference.embed import embed_cells, predict_cells
 from protrep.models import REGISTRY, ModelConfig
 from protrep.training.loop import TrainConfig, train
-from protrep.training.runs import load_run
+from protrep.training.runs import load_run, run_budget, run_path
 
 pytestmark = pytest.mark.slow
 
@@ -237,6 +237,28 @@ def test_budget_sets_the_number_of_steps(data, tmp_path):
     assert total_training_steps(capped, model, steps_per_epoch=4) == 4
     history = train(model, budget, data, tmp_path / "b", progress=False)
     assert int(history["global_step"].iloc[-1]) == 7
+    cost = run_budget(tmp_path / "b")
+    n_train = int((data.meta["split"] == "train").sum())
+    assert cost["steps"] == 7 and cost["images_seen"] == 7 * 16
+    assert cost["epochs"] == pytest.approx(7 * 16 / n_train)
+    assert cost["val_loss"] == pytest.approx(float(history["val_loss"].iloc[-1]))
+    assert cost["seconds"] == pytest.approx(float(history["seconds"].sum()))
+    with pytest.raises(DataError, match="history"):
+        run_budget(tmp_path / "nothing")
+
+
+def test_seed_runs_train_one_run_per_seed(data, tmp_path):
+    from protrep.profiles import book_profile, seed_runs
+
+    runs = seed_runs("ae", book_profile("quick"), data, tmp_path, seeds=[0, 2], device="cpu", progress=False,
+                     budget_tflop=0.002)
+    assert sorted(runs) == [0, 2]
+    assert runs[0]["run"] == run_path(tmp_path, "ae", "quick")
+    assert runs[2]["run"] == run_path(tmp_path, "ae", "quick", 2)
+    assert runs[2]["run"].name == "ae-quick-s2"
+    a, b = (runs[s]["protein_table"] for s in (0, 2))
+    assert len(a) == data.meta["protein"].nunique() and not np.allclose(a[feature_columns(a)], b[feature_columns(b)])
+    assert (runs[0]["run"] / "embeddings.proteins.csv.gz").is_file()
 
 
 @pytest.mark.parametrize("bad", [{"epochs": None}, {"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")},

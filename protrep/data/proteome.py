@@ -233,7 +233,7 @@ def _finish(table):
     return table[cols].reset_index(drop=True)
 
 
-def huh2003_proteome(path, *, n_proteins=None, seed=0):
+def huh2003_proteome(path, *, n_proteins=None, seed=0, shuffle_abundance=False):
     """Proteome of the real ORFs in the Huh et al. 2003 table.
 
     Parameters
@@ -243,12 +243,16 @@ def huh2003_proteome(path, *, n_proteins=None, seed=0):
     n_proteins : int, optional
         Draw this many ORFs at random (seeded); all ORFs with a simulated class if None.
     seed : int
+    shuffle_abundance : bool, default False
+        Permute the abundances among the drawn ORFs (a stream of its own, so everything
+        else is identical to the unshuffled proteome): brightness then carries no function.
 
     Returns
     -------
     DataFrame
         As :func:`synthetic_proteome`; ``protein`` is the systematic ORF name, ``abundance``
-        the published one (the median where "not visualized"), traits random per protein.
+        the published one (the median where "not visualized"; another ORF's when
+        shuffled), traits random per protein.
     """
     try:
         raw = pd.read_csv(path)
@@ -289,7 +293,10 @@ def huh2003_proteome(path, *, n_proteins=None, seed=0):
         if n_proteins > len(table):
             raise ValueError(f"n_proteins={n_proteins} but the Huh 2003 table has {len(table)} simulated ORFs")
         table = table.iloc[np.sort(rng.choice(len(table), n_proteins, replace=False))]
-    return _finish(table.reset_index(drop=True))
+    table = table.reset_index(drop=True)
+    if shuffle_abundance:
+        table["abundance"] = np.random.default_rng([seed, 3]).permutation(table["abundance"].to_numpy())
+    return _finish(table)
 
 
 def proteome_standards(proteins):

@@ -52,6 +52,12 @@ class SimConfig(Config):
         Synthetic functional hierarchy, or the real ORFs of Huh et al. 2003.
     huh_table : str or None
         Path of the Huh 2003 table (``huh2003`` mode); found automatically if None.
+    huh_abundance : {"shuffled", "real"}
+        ``huh2003`` mode: render each ORF with the abundance of another ORF drawn at random
+        (``shuffled``, the default: brightness then carries no function, so only
+        localization reaches the pixels) or with its own published abundance (``real``:
+        the ablation; abundance carries function in the real standards, and contrast to
+        noise survives the per-cell stretch).
     crop_size : int
         Side of the crops.
     field_size : int or None
@@ -78,6 +84,7 @@ class SimConfig(Config):
     seed: int = 0
     proteome: str = "synthetic"
     huh_table: str | None = None
+    huh_abundance: str = "shuffled"
     crop_size: int = 64
     field_size: int | None = None
     max_fields_per_well: int = 8
@@ -89,6 +96,7 @@ class SimConfig(Config):
 
     def __post_init__(self):
         check_choice(self, "proteome", ("synthetic", "huh2003"))
+        check_choice(self, "huh_abundance", ("shuffled", "real"))
         check_int(self, "cells_per_protein", "crop_size", "max_fields_per_well", "wells_per_plate", "seg_min_distance",
                   low=1)
         check_int(self, "seed", "min_per_class")
@@ -238,7 +246,8 @@ def simulate_well(config, protein, well_index, plate):
 def _proteome(config):
     if config.proteome == "synthetic":
         return synthetic_proteome(config.n_proteins, seed=config.seed, min_per_class=config.min_per_class)
-    return huh2003_proteome(find_huh_table(config.huh_table), n_proteins=config.n_proteins, seed=config.seed)
+    return huh2003_proteome(find_huh_table(config.huh_table), n_proteins=config.n_proteins, seed=config.seed,
+                            shuffle_abundance=config.huh_abundance == "shuffled")
 
 
 def _job(args):

@@ -14,8 +14,14 @@ The protein embedding is the mean of its cells' embeddings (Razdaibiedina & Brec
 installed); ``protrep embed --out FILE`` writes the cell table to FILE and the protein
 table beside it as ``<stem>.proteins<suffix>``. Plain pandas: evaluation reads these
 without torch.
+
+Embeddings made elsewhere need not follow this layout: :func:`embedding_features` finds
+the features of any table with a ``protein`` column (every numeric column but the
+metadata, or the columns named), and :func:`protein_embedding` turns it into a checked
+protein table in the layout above.
 """
 
+import logging
 import re
 from pathlib import Path
 
@@ -25,10 +31,14 @@ import pandas as pd
 from ..atomic import atomic_file
 from ..errors import DataError
 
-__all__ = ["embedding_tables", "feature_columns", "protein_distributions", "protein_table_path", "write_table",
-           "read_table"]
+__all__ = ["METADATA_COLUMNS", "embedding_features", "embedding_tables", "feature_columns", "protein_distributions",
+           "protein_embedding", "protein_table_path", "read_table", "write_table"]
+
+logger = logging.getLogger(__name__)
 
 _CELL_META = ["protein", "plate", "well", "field", "cell", "split", "label"]
+#: Columns of an embedding table that are never features, even when numeric.
+METADATA_COLUMNS = [*_CELL_META, "n_cells"]
 
 
 def embedding_tables(ds, features):
@@ -48,6 +58,160 @@ def embedding_tables(ds, features):
 def feature_columns(table):
     """Names of the feature columns (``f0000``, ``f0001``, ...) of an embedding table."""
     return [c for c in table.columns if re.fullmatch(r"f\d{4,}", str(c))]
+
+
+def _numeric(series):
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _named_features(table, features, prefix):
+    if features is not None and prefix is not None:
+        raise ValueError("give either features or feature_prefix, not both")
+    if features is not None:
+        names = [features] if isinstance(features, str) else list(features)
+        missing = [c for c in names if c not in table.columns]
+        if not names or missing:
+            raise ValueError(f"feature columns {missing or names} are not in the table (columns: "
+                             f"{list(table.columns)[:8]})")
+    else:
+        names = [c for c in table.columns if str(c).startswith(prefix) and c not in METADATA_COLUMNS]
+        if not names:
+            raise ValueError(f"no feature columns start with {prefix!r} (columns: {list(table.columns)[:8]})")
+    text = [c for c in names if not _numeric(table[c])]
+    if text:
+        raise ValueError(f"feature columns {text[:5]} are not numeric")
+    if len(set(names)) != len(names):
+        raise ValueError("feature columns repeat")
+    return names
+
+
+def embedding_features(table, *, features=None, prefix=None):
+    """Names of the feature columns of an embedding table, protrep's or any other.
+
+    Parameters
+    ----------
+    table : DataFrame
+    features : sequence of str, optional
+        Exactly these columns (all must be numeric).
+    prefix : str, optional
+        The columns whose name starts with ``prefix`` (all must be numeric).
+
+    Returns
+    -------
+    list of str
+        With neither option: protrep's own feature columns ``f0000, f0001, ...`` when the
+        table has them (:func:`feature_columns`; other numeric columns are then ignored,
+        with a logged warning), and otherwise every numeric column except the metadata
+        :data:`METADATA_COLUMNS` (``protein``, ``plate``, ``well``, ``field``, ``cell``,
+        ``split``, ``label``, ``n_cells``). Non-numeric (and boolean) columns are never
+        features: they are ignored with a logged warning. Column order is kept.
+
+    Raises
+    ------
+    ValueError
+        If both options are given, a named column is missing or not numeric, or no column
+        qualifies (the message says ``no feature columns``).
+    """
+    if features is not None or prefix is not None:
+        return _named_features(table, features, prefix)
+    others = [c for c in table.columns if c not in METADATA_COLUMNS]
+    own = feature_columns(table)
+    names = own or [c for c in others if _numeric(table[c])]
+    ignored = [c for c in others if c not in names]
+    if ignored:
+        logger.warning("ignoring %d columns that are not features: %s%s (choose the features with features= or "
+                       "prefix=, --features or --feature-prefix)", len(ignored), ignored[:5],
+                       " ..." if len(ignored) > 5 else "")
+    if not names:
+        raise ValueError(f"no feature columns: no numeric column besides the metadata (columns: "
+                         f"{list(table.columns)[:8]})")
+    return names
+
+
+def _proteins_have(n):
+    return "1 protein has" if n == 1 else f"{n} proteins have"
+
+
+def _check_vectors(proteins, X, source, *, finite_only=False):
+    """DataError naming ``source`` and the proteins whose vectors cannot be compared by cosine."""
+    problems = [(~np.isfinite(X).all(axis=1), "NaN or infinite values")]
+    if not finite_only:
+        problems.append((np.isfinite(X).all(axis=1) & ~X.any(axis=1), "an all-zero vector (cosine undefined)"))
+    if X.shape[1] > 1 and not finite_only:
+        constant = np.isfinite(X).all(axis=1) & X.any(axis=1) & (X.max(axis=1) == X.min(axis=1))
+        problems.append((constant, ("a constant vector (every feature equal: a placeholder, not an embedding; "
+                                    "its cosine is 1 to every other constant vector)")))
+    for bad, what in problems:
+        if bad.any():
+            shown = pd.unique(np.asarray(proteins)[bad])
+            raise DataError(source, f"{_proteins_have(len(shown))} {what}: {shown[:5].tolist()}"
+                                    f"{' ...' if len(shown) > 5 else ''}; fix or drop them")
+
+
+def protein_embedding(table, *, features=None, feature_prefix=None, average_cells=None, source="table"):
+    """One checked row per protein from an embedding table, in protrep's layout.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A ``protein`` column and feature columns (see :func:`embedding_features`).
+    features, feature_prefix : optional
+        Which columns are features, as ``features`` and ``prefix`` of
+        :func:`embedding_features`.
+    average_cells : bool, optional
+        Average the rows of each protein (a per-cell table): ``n_cells`` then counts them.
+        By default (None) only a table in protrep's own layout (features ``f0000`` ...
+        found without options, as ``protrep embed`` writes per cell) is averaged; in any
+        other table a repeated protein raises (False: always raises).
+    source : str or Path
+        Named in errors (the file the table came from).
+
+    Returns
+    -------
+    DataFrame
+        A table in protrep's layout is returned with ``protein`` as str and otherwise as
+        it is (averaged if need be). Any other becomes ``protein``, ``n_cells`` (when
+        averaged) and the features renamed ``f0000``, ``f0001``, ... in the order chosen;
+        their names are kept in ``attrs["feature_names"]``.
+
+    Raises
+    ------
+    DataError
+        Naming ``source``: no ``protein`` column or no feature column, a repeated protein
+        (unless averaged), or a protein whose vector has NaN or infinite values, is all
+        zero or constant (listing the first such proteins).
+    """
+    if "protein" not in table.columns:
+        raise DataError(source, f"no 'protein' column (columns: {list(table.columns)[:8]}); expected an embedding "
+                                "table (protrep embed, or protein + numeric feature columns)")
+    try:
+        names = embedding_features(table, features=features, prefix=feature_prefix)
+    except ValueError as e:
+        raise DataError(source, str(e)) from None
+    own = features is None and feature_prefix is None and names == feature_columns(table)
+    if table["protein"].isna().any():
+        raise DataError(source, f"{int(table['protein'].isna().sum())} rows have no protein id")
+    table = table.assign(protein=table["protein"].astype(str))
+    _check_vectors(table["protein"].to_numpy(), table[names].to_numpy(dtype=np.float64), source, finite_only=True)
+    if not own:
+        renamed = table[["protein", *[c for c in ("n_cells",) if c in table.columns]]].copy()
+        renamed[[f"f{j:04d}" for j in range(len(names))]] = table[names].to_numpy()
+        renamed.attrs["feature_names"] = [str(c) for c in names]
+        table, names = renamed, [f"f{j:04d}" for j in range(len(names))]
+    repeated = table["protein"][table["protein"].duplicated()].unique()
+    if len(repeated) and not (average_cells or (average_cells is None and own)):
+        raise DataError(source, f"{_proteins_have(len(repeated))} several rows: {repeated[:5].tolist()}; a protein "
+                                "embedding has one row per protein (average the cells of each protein with "
+                                "average_cells / --average-cells if these rows are cells)")
+    if len(repeated):
+        grouped = table.groupby("protein", sort=True)
+        means = grouped[names].mean()
+        means.insert(0, "n_cells", grouped.size())
+        logger.info("%s: averaged %d rows into %d proteins", source, len(table), len(means))
+        attrs, table = table.attrs, means.reset_index()
+        table.attrs = attrs
+    _check_vectors(table["protein"].to_numpy(), table[names].to_numpy(dtype=np.float64), source)  # the proteins
+    return table
 
 
 def protein_distributions(ds, probs, classes):

@@ -1,14 +1,20 @@
 """Evaluation: what the representations are worth. Imports without torch.
 
-===============  =========================================================================
-``metrics``      localization accuracy, linear probes, multi-label metrics
-``retrieval``    functional AP of protein pairs ranked by cosine similarity, at four scales
-                 (Razdaibiedina & Brechalov 2022), with bootstrap intervals
-``handcrafted``  CellProfiler-like features inside the centre cell
-``confounding``  background confounding: pairwise linear SVMs, Table 1, localization shifts
-                 (Gupta et al. 2025)
-``quality``      held-out quality of a trained model against its training compute
-===============  =========================================================================
+================  =========================================================================
+``metrics``       localization accuracy, linear probes, multi-label metrics
+``retrieval``     functional AP of protein pairs ranked by cosine similarity, at four scales
+                  (Razdaibiedina & Brechalov 2022), with bootstrap intervals
+``mean_ap``       per-protein AP of retrieving functional partners, its mean (mAP), p- and
+                  q-values and the fraction of proteins retrieved (Kalinin et al. 2025, copairs)
+``paired``        the same over training seeds, with paired bootstrap intervals of the
+                  difference between two methods and a verdict; the paper's AP beside ours
+``handcrafted``   CellProfiler-like features inside the centre cell: vectorised, fast
+``cellprofiler``  real CellProfiler measurements (cp-measure) inside the centre cell, and
+                  their protein tables, standardised and reduced by PCA
+``confounding``   background confounding: pairwise linear SVMs, Table 1, localization shifts
+                  (Gupta et al. 2025)
+``quality``       held-out quality of a trained model against its training compute
+================  =========================================================================
 
 Functions that need trained models (``confounding.run_background``,
 ``quality.sweep_point``) import the inference and training layers when called, so

@@ -35,8 +35,7 @@ import scipy.sparse
 
 from ..data.proteome import CLASSES
 from ..data.standards import STANDARD_COLUMNS, filter_terms
-from ..data.tables import feature_columns, read_table
-from ..errors import DataError
+from ..data.tables import feature_columns, protein_embedding, read_table
 from ..progress import progress as progress_bar
 
 __all__ = [
@@ -48,7 +47,8 @@ __all__ = [
     "functional_ap",
     "bootstrap_ap",
     "random_embedding",
-    "oracle_embedding",
+    "localization_reference",
+    "generative_reference",
     "read_embedding",
     "evaluate",
     "RESULT_COLUMNS", "results_dict", "supervised_ahead"]
@@ -90,7 +90,8 @@ def _as_embedding(embedding):
         features = feature_columns(embedding)
         if not features:
             raise ValueError(f"embedding table has no feature columns f0000, f0001, ...; its columns are "
-                             f"{list(embedding.columns)[:8]}")
+                             f"{list(embedding.columns)[:8]} (read_embedding or protrep.data.tables.protein_embedding "
+                             "take any numeric columns; or pass (ids, X))")
         ids, X = embedding["protein"].to_numpy(), embedding[features].to_numpy()
     else:
         try:
@@ -612,24 +613,15 @@ def random_embedding(proteins, *, dim=64, seed=0):
     return _table(proteins, rng.standard_normal((len(proteins), int(dim))))
 
 
-def oracle_embedding(proteins_table):
-    """The simulator's true localization of each protein, as an embedding.
+def _equal_weight(block, reference):
+    """``block`` centred and scaled so its rows' RMS norm equals that of ``reference``'s rows."""
+    block = block - block.mean(axis=0)
+    rms = np.sqrt((block ** 2).sum(axis=1).mean())
+    target = np.sqrt((reference ** 2).sum(axis=1).mean())
+    return block * (target / rms) if rms > 0 else block
 
-    Parameters
-    ----------
-    proteins_table : DataFrame
-        A proteome table (:func:`protrep.data.proteome.synthetic_proteome`, or ``proteins.csv``
-        of a simulated dataset) with columns ``protein``, ``primary``, ``secondary`` (``""``
-        or NaN if none) and ``weight`` (of the primary pattern).
 
-    Returns
-    -------
-    DataFrame
-        Embedding table with 15 features ``f0000`` ... ``f0014``, one per class of
-        :data:`protrep.data.proteome.CLASSES` in that order: ``weight`` on the primary class,
-        ``1 - weight`` on the secondary. An upper reference for what localization alone
-        can do on a standard.
-    """
+def _localization_matrix(proteins_table):
     missing = [c for c in ("protein", "primary", "secondary", "weight") if c not in proteins_table.columns]
     if missing:
         raise ValueError(f"proteins_table is missing columns {missing}; expected a proteome table "
@@ -647,48 +639,131 @@ def oracle_embedding(proteins_table):
     X[rows, primary.map(index).to_numpy()] = weight
     has2 = (secondary != "").to_numpy()
     X[rows[has2], secondary[has2].map(index).to_numpy()] += 1 - weight[has2]
+    return X
+
+
+def localization_reference(proteins_table, *, abundance=False):
+    """The simulator's true localization of each protein, as an embedding: a localization-only reference.
+
+    Not a ceiling: whatever else the simulator renders (pattern traits, brightness) can
+    carry function too, and an image model can beat this reference below the
+    compartment scale.
+
+    Parameters
+    ----------
+    proteins_table : DataFrame
+        A proteome table (:func:`protrep.data.proteome.synthetic_proteome`, or ``proteins.csv``
+        of a simulated dataset) with columns ``protein``, ``primary``, ``secondary`` (``""``
+        or NaN if none), ``weight`` (of the primary pattern) and, for ``abundance``,
+        ``abundance``.
+    abundance : bool, default False
+        Append the log abundance (centred, scaled so that its RMS equals the RMS norm of the
+        localization vectors: equal weight): the "localization + abundance" reference of
+        the Huh-proteome section, where the real abundance is rendered.
+
+    Returns
+    -------
+    DataFrame
+        Embedding table with 15 features ``f0000`` ... ``f0014``, one per class of
+        :data:`protrep.data.proteome.CLASSES` in that order: ``weight`` on the primary class,
+        ``1 - weight`` on the secondary (plus ``f0015``, the abundance, when asked).
+    """
+    X = _localization_matrix(proteins_table)
+    if abundance:
+        if "abundance" not in proteins_table.columns:
+            raise ValueError("proteins_table has no 'abundance' column")
+        log_a = np.log(proteins_table["abundance"].to_numpy(dtype=np.float64).clip(1e-3))[:, None]
+        X = np.hstack([X, _equal_weight(log_a, X)])
     return _table(proteins_table["protein"], X)
+
+
+def generative_reference(proteins_table):
+    """The latent state each simulated protein was drawn from: localization and pattern traits.
+
+    On the synthetic proteome (:func:`protrep.data.proteome.synthetic_proteome`) a
+    protein's function shapes the images only through its localization vector and its
+    four pattern traits (brightness is drawn independently of function); this embedding
+    holds exactly those, the traits centred and scaled to the localization block's RMS
+    norm (equal weight). It is the simulator's generative reference for an embedding
+    measured from the images: what a perfect model of the rendered pattern could know.
+    It is a reference under this cosine weighting, not a proven bound: another weighting
+    of the two blocks can score higher on a given standard.
+
+    Parameters
+    ----------
+    proteins_table : DataFrame
+        As for :func:`localization_reference`, plus ``trait_0`` ... ``trait_3``.
+
+    Returns
+    -------
+    DataFrame
+        Embedding table with 19 features: 15 localization, 4 traits.
+    """
+    traits = [c for c in proteins_table.columns if str(c).startswith("trait_")]
+    if not traits:
+        raise ValueError("proteins_table has no trait_0 ... columns; expected a simulated proteome table")
+    X = _localization_matrix(proteins_table)
+    T = _equal_weight(proteins_table[sorted(traits)].to_numpy(dtype=np.float64), X)
+    return _table(proteins_table["protein"], np.hstack([X, T]))
 
 
 # --------------------------------------------------------------------------- files and the whole table
 
-def read_embedding(path):
-    """Read a protein embedding table for evaluation.
+def read_embedding(path, *, features=None, feature_prefix=None, average_cells=None):
+    """Read a protein embedding table for evaluation: protrep's, or any table of numbers per protein.
 
     Parameters
     ----------
     path : str or Path
         Any table :func:`protrep.data.tables.read_table` reads (CSV, CSV.gz, Parquet) with a
-        ``protein`` column and feature columns ``f0000`` .... A per-cell table (proteins
-        repeated) is averaged per protein, which is how protein embeddings are made
-        (:func:`protrep.data.tables.embedding_tables`); ``n_cells`` then counts the rows.
+        ``protein`` column and feature columns: protrep's ``f0000`` ... when present, and
+        otherwise every numeric column but the cell metadata (``plate``, ``well``,
+        ``field``, ``cell``, ``split``, ``label``, ``n_cells``); non-numeric columns are
+        ignored with a logged warning (:func:`protrep.data.tables.embedding_features`).
+    features : sequence of str, optional
+        Use exactly these columns as features.
+    feature_prefix : str, optional
+        Use the columns whose name starts with this (e.g. ``"dim_"``).
+    average_cells : bool, optional
+        Average the rows of each protein (a per-cell table; ``n_cells`` then counts them).
+        By default only a per-cell table of ``protrep embed`` (features ``f0000`` ...) is
+        averaged, as protein embeddings are made
+        (:func:`protrep.data.tables.embedding_tables`); in any other table a repeated
+        protein is an error.
 
     Returns
     -------
     DataFrame
-        One row per protein: ``protein``, ``n_cells`` (when known) and the features.
+        One row per protein: ``protein``, ``n_cells`` (when known) and the features as
+        ``f0000``, ``f0001``, ... (a table with other feature names has them renamed in the
+        order chosen, the names kept in ``attrs["feature_names"]``).
 
     Raises
     ------
     DataError
-        Naming the file, when it has no ``protein`` column or no feature columns.
+        Naming the file: no ``protein`` column or no feature column, a repeated protein
+        (see ``average_cells``), or proteins whose vector has NaN or infinite values, is
+        all zero or constant (cosine similarity undefined or meaningless), listed by id.
     """
-    table = read_table(path)
-    if "protein" not in table.columns:
-        raise DataError(path, f"no 'protein' column (columns: {list(table.columns)[:8]}); expected an embedding "
-                              "table from protrep embed")
-    features = feature_columns(table)
-    if not features:
-        raise DataError(path, f"no feature columns f0000, f0001, ... (columns: {list(table.columns)[:8]}); "
-                              "expected an embedding table from protrep embed")
-    table = table.assign(protein=table["protein"].astype(str))
-    if table["protein"].duplicated().any():
-        grouped = table.groupby("protein", sort=True)
-        means = grouped[features].mean()
-        means.insert(0, "n_cells", grouped.size())
-        logger.info("%s: averaged %d rows into %d proteins", path, len(table), len(means))
-        table = means.reset_index()
-    return table
+    return protein_embedding(read_table(path), features=features, feature_prefix=feature_prefix,
+                             average_cells=average_cells, source=path)
+
+
+def _filter_options(caller, options):
+    """The term-filter keywords of ``caller`` with their defaults; unknown ones raise TypeError."""
+    unknown = set(options) - {"min_size", "max_size", "max_fraction"}
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword arguments {sorted(unknown)}")
+    return {"min_size": 2, "max_size": None, "max_fraction": None, **options}
+
+
+def _check_standards(standards):
+    """:func:`_check_standard` on every standard of a dict, naming the one that fails."""
+    for name, standard in standards.items():
+        try:
+            _check_standard(standard)
+        except ValueError as e:
+            raise ValueError(f"standard {name!r}: {e}") from None
 
 
 def evaluate(embeddings, standards, *, n_boot=100, seed=0, standardize=False, progress=True, **filter_options):
@@ -730,18 +805,11 @@ def evaluate(embeddings, standards, *, n_boot=100, seed=0, standardize=False, pr
     .. [1] Razdaibiedina, A. & Brechalov, A. (2022). Learning multi-scale functional
        representations of proteins from single-cell microscopy data. MLDD workshop, ICLR.
     """
-    unknown = set(filter_options) - {"min_size", "max_size", "max_fraction"}
-    if unknown:
-        raise TypeError(f"evaluate() got unexpected keyword arguments {sorted(unknown)}")
-    filter_options = {"min_size": 2, "max_size": None, "max_fraction": None, **filter_options}
+    filter_options = _filter_options("evaluate", filter_options)
     n_boot = _check_n_boot(n_boot)
     if not embeddings or not standards:
         raise ValueError("evaluate needs at least one embedding and one standard")
-    for name, standard in standards.items():
-        try:
-            _check_standard(standard)
-        except ValueError as e:
-            raise ValueError(f"standard {name!r}: {e}") from None
+    _check_standards(standards)
     everything = pd.unique(np.concatenate([s["protein"].astype(str).to_numpy() for s in standards.values()]))
     rows = []
     bar = progress_bar(total=len(embeddings) * len(standards), desc="functional AP", unit="standard",

@@ -8,8 +8,9 @@ import torch
 
 from ..data.normalize import percentile_stretch
 from ..data.tables import embedding_tables, protein_table_path, write_table
+from ..training.runs import load_run
 
-__all__ = ["embed_cells", "predict_cells", "forward_examples", "write_embeddings"]
+__all__ = ["embed_cells", "predict_cells", "forward_examples", "write_embeddings", "embed_runs"]
 
 
 def _batches(ds, batch_size, device):
@@ -87,3 +88,26 @@ def write_embeddings(ds, features, path):
     return cells, proteins
 
 
+
+
+def embed_runs(runs, ds, *, crops="centre", device="cpu"):
+    """Protein embeddings of ``ds`` by each of several trained runs (e.g. one per training seed).
+
+    Parameters
+    ----------
+    runs : sequence of str or Path
+        Run directories (:func:`protrep.training.runs.load_run`).
+    ds : Dataset
+    crops : {"centre", "five"}
+    device : str or torch.device
+
+    Returns
+    -------
+    list of DataFrame
+        One protein table per run, in the order of ``runs``.
+    """
+    tables = []
+    for run in runs:
+        model, _ = load_run(run, device=device)
+        tables.append(embedding_tables(ds, embed_cells(model, ds, crops=crops, device=device))[1])
+    return tables

@@ -297,7 +297,7 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
     check_compatible(dataset, model_config, classes=dataset.classes if classifier else None)
     info = {"model": model_config.to_dict(), "train": cfg.to_dict(), "data": dataset_fingerprint(dataset),
             "code": training_code_version(), "init": init_fingerprint(cfg.init_from), "classes": list(dataset.classes),
-            "channels": list(dataset.channels)}
+            "channels": list(dataset.channels), "n_train_cells": int((dataset.meta["split"] == "train").sum())}
     out = Path(out)
     if rank == 0:
         _prepare_run_dir(out, info, resume=resume, overwrite=overwrite)

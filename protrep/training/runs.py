@@ -9,19 +9,49 @@ fine-tuning run; the loop reuses a finished run only when all of them match.
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from ..atomic import atomic_file, read_json
 from ..errors import DataError
 from ..models import REGISTRY, ModelConfig, build_model
 
-__all__ = ["run_path", "resolve_device", "dataset_fingerprint", "check_compatible", "load_run",
+__all__ = ["run_path", "run_budget", "resolve_device", "dataset_fingerprint", "check_compatible", "load_run",
            "weights_path", "init_fingerprint", "load_weights", "save_checkpoint", "load_checkpoint"]
 
 
-def run_path(data_dir, model, profile="default"):
-    """Where the book keeps a trained run: ``<data_dir>/runs/<model>`` (``<model>-<profile>`` off default)."""
-    return Path(data_dir) / "runs" / (model if profile == "default" else f"{model}-{profile}")
+def run_path(data_dir, model, profile="default", seed=0):
+    """Where the book keeps a trained run: ``<data_dir>/runs/<model>`` (``<model>-<profile>`` off default),
+    with ``-s<seed>`` appended for every training seed but 0."""
+    name = model if profile == "default" else f"{model}-{profile}"
+    return Path(data_dir) / "runs" / (name if seed == 0 else f"{name}-s{seed}")
+
+
+def run_budget(run):
+    """What a finished run cost, from its ``history.csv`` and ``run.json``.
+
+    Returns
+    -------
+    dict
+        ``epochs`` (passes over the training cells, fractional), ``images_seen``,
+        ``steps``, ``budget_tflop``, ``seconds`` (training wall time on this machine),
+        ``val_loss`` (at the end), ``best_val_loss`` and ``val_loss_change`` (last epoch's
+        relative change: near 0 when the validation loss has levelled off).
+    """
+    run = Path(run)
+    try:
+        history = pd.read_csv(run / "history.csv")
+    except (OSError, pd.errors.ParserError) as e:
+        raise DataError(run / "history.csv", f"cannot read the run's history ({e}); train the run first") from None
+    info = read_json(run / "run.json", missing="no run.json; train the run first")
+    batch = int(info["train"]["batch_size"])
+    n_train = int(info.get("n_train_cells") or 0)
+    steps = int(history["global_step"].iloc[-1])
+    val = history["val_loss"].to_numpy(dtype=float)
+    return {"epochs": steps * batch / n_train if n_train else float("nan"), "images_seen": steps * batch,
+            "steps": steps, "budget_tflop": float(info["train"].get("budget_tflop") or float("nan")),
+            "seconds": float(history["seconds"].sum()), "val_loss": float(val[-1]), "best_val_loss": float(val.min()),
+            "val_loss_change": float((val[-1] - val[-2]) / abs(val[-2])) if len(val) > 1 else float("nan")}
 
 
 def resolve_device(device="auto"):
