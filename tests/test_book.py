@@ -120,6 +120,8 @@ def test_verdicts_follow_from_the_numbers_they_state(book):
         for s, v in per_standard.items():
             assert v["diff"] == pytest.approx(ev["heldout"]["ap"][a][s] - ev["heldout"]["ap"][b][s], nan_ok=True)
             assert v["verdict"] == ("ahead" if v["low"] > 0 else "behind" if v["high"] < 0 else "not separable")
+    assert ev["claim_holds"] == all(v["verdict"] == "ahead" for c in ("deeploc-pci", "deeploc-ae")
+                                    for v in ev["paired"][c].values())
     for m, per_standard in ev["budgets"].items():
         assert per_standard["images_seen"] > 0 and per_standard["seconds"] > 0, m
     for r_ in ev["paper_agreement"].values():

@@ -96,6 +96,17 @@ def test_verdict_is_read_off_the_interval(low, width):
     assert (v == "ahead") == (low > 0) and (v == "behind") == (high < 0)
 
 
+def test_ahead_everywhere_needs_every_verdict():
+    from protrep.evaluation.paired import ahead_everywhere
+
+    paired = {"a-b": {"x": {"verdict": "ahead"}, "y": {"verdict": "ahead"}},
+              "a-c": {"x": {"verdict": "ahead"}, "y": {"verdict": "not separable"}}}
+    assert ahead_everywhere(paired, comparisons=["a-b"])
+    assert not ahead_everywhere(paired, comparisons=["a-b", "a-c"])
+    with pytest.raises(ValueError, match="no paired result"):
+        ahead_everywhere(paired, comparisons=["a-d"])
+
+
 def test_results_dict_shapes(groups):
     g, standards = groups
     table, paired = compare_seeds(g, standards, comparisons=["good-bad"], n_boot=10, progress=False)

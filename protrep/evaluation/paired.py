@@ -30,7 +30,8 @@ from ..progress import progress as progress_bar
 from .retrieval import (_as_embedding, _check_n_boot, _check_standards, _filter_options, _point, _rank_pairs,
                         _replicate_ap)
 
-__all__ = ["compare_seeds", "paired_results_dict", "order_agreement", "RAZDAIBIEDINA_AP", "VERDICTS"]
+__all__ = ["compare_seeds", "paired_results_dict", "ahead_everywhere", "order_agreement", "RAZDAIBIEDINA_AP",
+           "VERDICTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -245,3 +246,24 @@ def order_agreement(ours, *, paper=None, methods=("deeploc", "pci", "cellprofile
         rows.append({"standard": s, "paper_order": " > ".join(p_order), "our_order": " > ".join(o_order),
                      "same_leader": p_order[0] == o_order[0], "same_order": p_order == o_order})
     return pd.DataFrame(rows)
+
+
+def ahead_everywhere(paired, *, comparisons=("deeploc-pci", "deeploc-ae")):
+    """Razdaibiedina & Brechalov's claim on paired intervals: is the first method of each comparison
+    *ahead* (whole 95% interval above 0) at every standard?
+
+    Parameters
+    ----------
+    paired : dict
+        ``{comparison: {standard: {"verdict": ...}}}`` (``paired_results_dict(...)["paired"]``).
+    comparisons : sequence of str
+        Default: the supervised CNN against both self-supervised models.
+
+    Returns
+    -------
+    bool
+    """
+    missing = [c for c in comparisons if c not in paired]
+    if missing:
+        raise ValueError(f"no paired result for {missing}; compare them first")
+    return all(v["verdict"] == "ahead" for c in comparisons for v in paired[c].values())

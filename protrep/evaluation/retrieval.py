@@ -51,7 +51,7 @@ __all__ = [
     "generative_reference",
     "read_embedding",
     "evaluate",
-    "RESULT_COLUMNS", "results_dict", "supervised_ahead"]
+    "RESULT_COLUMNS", "results_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -851,38 +851,3 @@ def results_dict(table):
     f1 = {m: {s: float(v) for s, v in row.items()}
           for m, row in table.pivot(index="method", columns="standard", values="max_f1").iterrows()}
     return {"ap": ap, "ap_ci": ci, "max_f1": f1}
-
-
-def supervised_ahead(table, *, supervised="deeploc", others=("pci", "ae"), standards=None):
-    """Razdaibiedina & Brechalov's claim on one evaluation: is ``supervised`` ahead of ``others`` at every scale?
-
-    Parameters
-    ----------
-    table : DataFrame
-        Long table of :func:`evaluate` (``method``, ``standard``, ``ap``, ``ap_low``, ``ap_high``).
-    supervised : str
-    others : sequence of str
-    standards : sequence of str, optional
-        In this order (default: every standard of the table, sorted).
-
-    Returns
-    -------
-    dict
-        ``holds`` (ahead at every standard), and per standard ``ap`` ({method: AP}),
-        ``ahead`` (higher AP than each of ``others``) and ``intervals_separate`` (its
-        interval's low end above each other's high end; the intervals are marginal
-        bootstrap intervals, not a paired test).
-    """
-    standards = list(standards) if standards is not None else sorted(table["standard"].unique())
-    out = {}
-    for s in standards:
-        rows = table[table["standard"] == s].set_index("method")
-        missing = [m for m in (supervised, *others) if m not in rows.index]
-        if missing:
-            raise ValueError(f"no {s} result for {missing}; evaluate every compared method first")
-        out[s] = {"ap": {m: float(rows.loc[m, "ap"]) for m in (supervised, *others)},
-                  "ahead": bool(all(rows.loc[supervised, "ap"] > rows.loc[m, "ap"] for m in others)),
-                  "intervals_separate": bool(all(rows.loc[supervised, "ap_low"] > rows.loc[m, "ap_high"]
-                                                 for m in others))}
-    return {"supervised": supervised, "others": list(others), "holds": all(v["ahead"] for v in out.values()),
-            "standards": out}
