@@ -23,7 +23,8 @@ import math
 import typing
 from pathlib import Path
 
-__all__ = ["Config", "from_dict", "source_hash", "check_int", "check_number", "check_share", "check_choice"]
+__all__ = ["Config", "from_dict", "source_hash", "check_int", "check_number", "check_share", "check_choice",
+           "check_split"]
 
 
 class Config:
@@ -134,6 +135,14 @@ def check_number(config, *names, low=None, high=None, strict_low=False, none=Fal
 def check_share(config, *names):
     """Each field must be a share between 0 and 1."""
     check_number(config, *names, low=0.0, high=1.0)
+
+
+def check_split(config, name="split_fractions"):
+    """The field must be three shares (train, val, test) summing to 1; it is stored as a tuple."""
+    fractions = tuple(getattr(config, name))
+    if len(fractions) != 3 or any(not 0 <= f <= 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"{name} must be three shares (train, val, test) summing to 1, got {fractions}")
+    object.__setattr__(config, name, fractions)
 
 
 def check_choice(config, name, choices):

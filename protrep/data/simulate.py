@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Config, check_choice, check_int, from_dict, source_hash
+from ..config import Config, check_choice, check_int, check_split, from_dict, source_hash
 from ..errors import DataError
 from .dataset import split_by_protein, write_dataset
 from .proteome import CLASSES, huh2003_proteome, proteome_standards, synthetic_proteome
@@ -102,10 +102,7 @@ class SimConfig(Config):
         check_int(self, "seed", "min_per_class")
         check_int(self, "field_size", low=self.crop_size, none=True)
         check_int(self, "n_proteins", low=1, none=self.proteome == "huh2003")
-        fractions = tuple(self.split_fractions)
-        if len(fractions) != 3 or any(not 0 <= f <= 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-            raise ValueError(f"split_fractions must be three shares (train, val, test) summing to 1, got {fractions}")
-        object.__setattr__(self, "split_fractions", fractions)
+        check_split(self)
         object.__setattr__(self, "imaging", from_dict(FieldParams, self.imaging, path="imaging"))
 
     def resolved_field_size(self):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Config, check_int, from_dict, source_hash
+from ..config import Config, check_int, check_split, from_dict, source_hash
 from .dataset import split_by_protein, write_dataset
 from .hpa import HPA_CHANNELS, HPA_CLASSES
 from .render_human import PATTERNS, HumanFieldParams, simulate_human_field
@@ -65,10 +65,7 @@ class HPASimConfig(Config):
     def __post_init__(self):
         check_int(self, "n_proteins", "images_per_protein", "wells_per_plate", low=1)
         check_int(self, "seed")
-        fractions = tuple(self.split_fractions)
-        if len(fractions) != 3 or any(not 0 <= f <= 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-            raise ValueError(f"split_fractions must be three shares (train, val, test) summing to 1, got {fractions}")
-        object.__setattr__(self, "split_fractions", fractions)
+        check_split(self)
         object.__setattr__(self, "imaging", from_dict(HumanFieldParams, self.imaging, path="imaging"))
 
 
