@@ -6,7 +6,7 @@ The notebooks narrate; what one of them would otherwise do in a long cell lives 
 from .data.dataset import load_dataset, load_proteins
 from .data.simulate import SimConfig, dataset_path, ensure_dataset, find_huh_table
 from .evaluation.cellprofiler import cellprofiler_tables
-from .evaluation.mean_ap import map_results_dict, mean_average_precision
+from .evaluation.mean_ap import map_results_dict, seed_mean_map
 from .evaluation.paired import compare_seeds, paired_results_dict
 from .evaluation.retrieval import localization_reference, random_embedding
 from .inference.embed import embed_runs
@@ -66,11 +66,7 @@ def huh_evaluation(data_dir, profile, standards, *, seeds, abundance="shuffled",
     comparisons = [c for c in comparisons if all(m in groups for m in c.split("-", 1))]
     table, paired = compare_seeds(groups, standards, comparisons=comparisons, n_boot=n_boot, seed=seed,
                                   standardize=standardize, progress=False, **term_filter)
-    flat = {f"{m}|{k}": e for m, embs in groups.items() for k, e in enumerate(embs)}
-    per_seed = mean_average_precision(flat, standards, seed=seed, standardize=standardize, progress=False,
-                                      **term_filter)
-    per_seed["method"] = per_seed["method"].str.split("|").str[0]
-    mean_ap = per_seed.groupby(["method", "standard"], sort=False)[["map", "fraction_retrieved"]].mean().reset_index()
+    mean_ap = seed_mean_map(groups, standards, seed=seed, standardize=standardize, progress=False, **term_filter)
     r = paired_results_dict(table, paired)
     n_orfs = int(ds.meta["protein"].nunique())
     results = {"n_orfs": n_orfs, "abundance_rendered": abundance, "seeds": [int(s) for s in seeds],

@@ -55,8 +55,10 @@ from .config import Config, check_choice, check_int, check_number, check_share
 from .data.hpa import HPA_CLASSES
 from .data.simulate import SimConfig
 from .data.simulate_hpa import HPASimConfig
+from .inference.embed import embed_cells, write_embeddings
 from .models import ModelConfig
-from .training.loop import TrainConfig
+from .training.loop import TrainConfig, train
+from .training.runs import load_run, resolve_device, run_path
 
 __all__ = ["BookProfile", "PROFILES", "book_profile", "yeast_training", "seed_runs", "YEAST_MODELS"]
 
@@ -252,10 +254,6 @@ def seed_runs(model, profile, dataset, data_dir, *, seeds=None, embed_crops="cen
         ``{seed: {"history": DataFrame, "run": Path, "features": (n_cells, d) array,
         "protein_table": DataFrame}}``.
     """
-    from .inference.embed import embed_cells, write_embeddings
-    from .training.loop import train
-    from .training.runs import load_run, resolve_device, run_path
-
     profile = profile if isinstance(profile, BookProfile) else book_profile(profile)
     dev = resolve_device(device)
     out = {}

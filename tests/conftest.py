@@ -47,3 +47,15 @@ def quick_screen(tmp_path_factory):
     simulate_dataset(path, book_profile("quick", seed=5).screen, workers=1, progress=False)
     return path
 
+
+
+@pytest.fixture
+def standards_folder(tmp_path):
+    """Write standards (name -> long table) as ``<name>.tsv`` into a new folder; return its path."""
+    def write(standards, name="standards"):
+        path = tmp_path / name
+        path.mkdir()
+        for key, table in standards.items():
+            table.to_csv(path / f"{key}.tsv", sep="\t", index=False)
+        return path
+    return write

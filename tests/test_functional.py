@@ -291,16 +291,9 @@ def test_evaluate_long_table(proteome):
         evaluate(embeddings, standards, min_sise=3)
 
 
-def _standards_folder(path, standards):
-    path.mkdir()
-    for name, table in standards.items():
-        table.to_csv(path / f"{name}.tsv", sep="\t", index=False)
-    return path
-
-
-def test_cli_evaluate_end_to_end(tmp_path, capsys, proteome):
+def test_cli_evaluate_end_to_end(tmp_path, capsys, proteome, standards_folder):
     proteins, standards = proteome
-    folder = _standards_folder(tmp_path / "standards", {k: standards[k] for k in ("compartments", "complexes")})
+    folder = standards_folder({k: standards[k] for k in ("compartments", "complexes")})
     oracle = localization_reference(proteins)
     noisy = oracle[oracle.columns[1:]].to_numpy() + np.random.default_rng(0).normal(0, 0.2, (300, 15))
     per_protein = pd.DataFrame(noisy, columns=oracle.columns[1:]).assign(protein=oracle["protein"])
@@ -327,9 +320,9 @@ def test_cli_evaluate_end_to_end(tmp_path, capsys, proteome):
     assert comp["n_proteins"] < 300  # proteins only in broad compartments are left out
 
 
-def test_cli_evaluate_errors(tmp_path, capsys, proteome):
+def test_cli_evaluate_errors(tmp_path, capsys, proteome, standards_folder):
     proteins, standards = proteome
-    folder = _standards_folder(tmp_path / "standards", {"complexes": standards["complexes"]})
+    folder = standards_folder({"complexes": standards["complexes"]})
     pd.DataFrame({"protein": ["A"], "x": ["a"]}).to_csv(tmp_path / "nofeatures.csv", index=False)
     assert main(["evaluate", "--embeddings", str(tmp_path / "nofeatures.csv"), "--standards", str(folder)]) == 2
     err = capsys.readouterr().err

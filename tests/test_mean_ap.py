@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from protrep.data.proteome import proteome_standards, synthetic_proteome
 from protrep.evaluation.mean_ap import (
+    seed_mean_map,
     MAP_COLUMNS,
     PER_PROTEIN_COLUMNS,
     _null_ap,
@@ -238,7 +239,7 @@ def proteome():
     return proteins, proteome_standards(proteins)
 
 
-def localization_reference(proteins):
+def multi_hot_localization(proteins):
     """Multi-hot localization classes of each protein: a good embedding for the compartments."""
     hot = proteins["localization"].str.get_dummies(sep=";").astype(float)
     return pd.concat([proteins[["protein"]], hot.set_axis([f"f{j:04d}" for j in range(hot.shape[1])], axis=1)],
@@ -247,7 +248,7 @@ def localization_reference(proteins):
 
 def test_same_proteins_as_pairwise_ap_and_long_table(proteome):
     proteins, standards = proteome
-    embeddings = {"reference": localization_reference(proteins),
+    embeddings = {"reference": multi_hot_localization(proteins),
                   "random": random_embedding(proteins["protein"], seed=0)}
     elsewhere = pd.DataFrame({"term": ["t", "t"], "protein": ["X1", "X2"]})
     table = mean_average_precision(embeddings, {**standards, "elsewhere": elsewhere}, null_size=500, progress=False,
@@ -271,9 +272,26 @@ def test_same_proteins_as_pairwise_ap_and_long_table(proteome):
     assert nested["map"]["random"]["compartments"] == pytest.approx(by.loc[("random", "compartments"), "map"])
 
 
+def test_seed_mean_map_averages_each_method_over_its_seeds(proteome):
+    proteins, standards = proteome
+    groups = {"random": [random_embedding(proteins["protein"], seed=s) for s in range(3)],
+              "reference": [multi_hot_localization(proteins)]}
+    options = {"null_size": 300, "progress": False, "max_fraction": 0.5}
+    table = seed_mean_map(groups, standards, **options).set_index(["method", "standard"])
+    for name in standards:
+        per_seed = [mean_average_precision({"x": e}, {name: standards[name]}, **options).iloc[0]
+                    for e in groups["random"]]
+        row = table.loc[("random", name)]
+        assert row["n_seeds"] == 3
+        assert row["map"] == pytest.approx(np.mean([r["map"] for r in per_seed]), nan_ok=True)
+        assert row["fraction_retrieved"] == pytest.approx(np.mean([r["fraction_retrieved"] for r in per_seed]),
+                                                          nan_ok=True)
+    assert (table.xs("reference", level="method")["n_seeds"] == 1).all()
+
+
 def test_proteins_restricts_queries_and_candidates(proteome, caplog):
     proteins, standards = proteome
-    embedding = localization_reference(proteins)
+    embedding = multi_hot_localization(proteins)
     held_out = proteins["protein"].iloc[::3].tolist()
     restricted = per_protein_ap(embedding, standards["processes"], proteins=held_out, null_size=300)
     alone = per_protein_ap(embedding[embedding["protein"].isin(held_out)], standards["processes"], null_size=300)

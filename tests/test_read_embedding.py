@@ -127,16 +127,9 @@ def _user_table(proteins, seed=0):
     return table
 
 
-def _standards_folder(path, standards):
-    path.mkdir()
-    for name, table in standards.items():
-        table.to_csv(path / f"{name}.tsv", sep="\t", index=False)
-    return path
-
-
-def test_cli_map_on_a_user_table(tmp_path, capsys, proteome):
+def test_cli_map_on_a_user_table(tmp_path, capsys, proteome, standards_folder):
     proteins, standards = proteome
-    folder = _standards_folder(tmp_path / "standards", {k: standards[k] for k in ("compartments", "complexes")})
+    folder = standards_folder({k: standards[k] for k in ("compartments", "complexes")})
     path = _write(tmp_path, "mine.csv", _user_table(proteins).assign(score=1.0))
     out = tmp_path / "map.json"
     assert main(["evaluate", "--embeddings", str(path), "--standards", str(folder), "--metric", "map",
@@ -157,9 +150,9 @@ def test_cli_map_on_a_user_table(tmp_path, capsys, proteome):
     assert results["fraction_retrieved"]["compartments"] > 0.5
 
 
-def test_cli_ap_on_a_user_table_with_named_features(tmp_path, capsys, proteome):
+def test_cli_ap_on_a_user_table_with_named_features(tmp_path, capsys, proteome, standards_folder):
     proteins, standards = proteome
-    folder = _standards_folder(tmp_path / "standards", {"compartments": standards["compartments"]})
+    folder = standards_folder({"compartments": standards["compartments"]})
     path = _write(tmp_path, "mine.csv", _user_table(proteins))
     out = tmp_path / "ap.json"
     assert main(["evaluate", "--embeddings", str(path), "--standards", str(folder), "--features", "dim_1,dim_2,dim_3",
@@ -178,9 +171,9 @@ def test_cli_ap_on_a_user_table_with_named_features(tmp_path, capsys, proteome):
     (lambda t: t.assign(**{f"dim_{j + 1}": np.where(t.index == 3, 0.0, t[f"dim_{j + 1}"]) for j in range(6)}),
      "all-zero vector"),
 ])
-def test_cli_errors_name_the_file_and_proteins(tmp_path, capsys, proteome, change, message):
+def test_cli_errors_name_the_file_and_proteins(tmp_path, capsys, proteome, change, message, standards_folder):
     proteins, standards = proteome
-    folder = _standards_folder(tmp_path / "standards", {"complexes": standards["complexes"]})
+    folder = standards_folder({"complexes": standards["complexes"]})
     table = _user_table(proteins)
     path = _write(tmp_path, "broken.csv", change(table))
     for metric in ("ap", "map"):

@@ -63,7 +63,8 @@ from .retrieval import (
     coannotation,
 )
 
-__all__ = ["MAP_COLUMNS", "PER_PROTEIN_COLUMNS", "map_results_dict", "mean_average_precision", "per_protein_ap"]
+__all__ = ["MAP_COLUMNS", "PER_PROTEIN_COLUMNS", "map_results_dict", "mean_average_precision", "per_protein_ap",
+           "seed_mean_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -421,6 +422,34 @@ def mean_average_precision(embeddings, standards, *, min_size=2, max_size=None, 
                 logger.warning("%s / %s: no protein has a positive: mAP is undefined (NaN)", method, name)
             rows.append({"method": method, "standard": name, **_summary(table, threshold)})
     return pd.DataFrame(rows, columns=MAP_COLUMNS)
+
+
+def seed_mean_map(groups, standards, **options):
+    """:func:`mean_average_precision` of methods with one embedding per training seed, averaged over seeds.
+
+    Parameters
+    ----------
+    groups : dict of str to list
+        Method name to its embeddings, one per seed (a list of one for a deterministic method),
+        as for :func:`protrep.evaluation.paired.compare_seeds`.
+    standards : dict of str to DataFrame
+    **options
+        Passed to :func:`mean_average_precision` (``proteins``, ``seed``, term filter, ...).
+
+    Returns
+    -------
+    DataFrame
+        One row per (method, standard): ``map`` and ``fraction_retrieved`` (means over seeds)
+        and ``n_seeds``.
+    """
+    method_of = {f"{m}|{k}": m for m, embs in groups.items() for k in range(len(embs))}
+    flat = {key: groups[m][int(key.rsplit("|", 1)[1])] for key, m in method_of.items()}
+    per_seed = mean_average_precision(flat, standards, **options)
+    per_seed["method"] = per_seed["method"].map(method_of)
+    grouped = per_seed.groupby(["method", "standard"], sort=False)
+    out = grouped[["map", "fraction_retrieved"]].mean()
+    out["n_seeds"] = grouped.size()
+    return out.reset_index()
 
 
 def map_results_dict(table):
