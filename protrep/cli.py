@@ -55,12 +55,15 @@ def _download(args):
 
 def _train(args):
     from .data.readers import open_dataset
-    from .models import ModelConfig
+    from .data.dataset import protein_identity
+    from .models import ModelConfig, model_class
     from .training.loop import TrainConfig, train
 
     ds = open_dataset(args.data)
+    identity = model_class(args.model).target == "protein"  # PIFiA: one class per training protein
+    n_classes = len(protein_identity(ds).classes) if identity else len(ds.classes) or 15
     model_config = _config_from(args, ModelConfig, name=args.model, in_channels=ds.images.shape[1],
-                                n_classes=len(ds.classes) or 15, image_size=ds.images.shape[-1])
+                                n_classes=n_classes, image_size=ds.images.shape[-1])
     history = train(model_config, _config_from(args, TrainConfig), ds, args.out, resume=args.resume,
                     overwrite=args.overwrite, progress=not args.quiet)
     print(history.to_string(index=False))
@@ -203,6 +206,23 @@ def _background(args):
     if args.pairs:
         write_table(result["pairs"], args.pairs)
     print(f"\nresults: {args.out}" + (f", pairs: {args.pairs}" if args.pairs else ""))
+
+
+def _sweep(args):
+    from .atomic import write_json
+    from .sweep import grid_table, sweep_point
+    from .training.runs import resolve_device
+
+    knobs = {"coupling": args.coupling, "trait_strength": args.trait_strength,
+             "function_expression": args.function_expression}
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    result = sweep_point(args.data_dir, args.profile, knobs, seeds=seeds, retrain=args.retrain, n_boot=args.n_boot,
+                         seed=args.seed, device=resolve_device(args.device), progress=not args.quiet)
+    table = grid_table([result]).set_index("standard")
+    print(f"{result['mode']}: {result['n_proteins']} proteins scored, seeds {result['seeds']}")
+    print(table.drop(columns=list(knobs)).round(4).to_string())
+    write_json(args.out, result)
+    print(f"\nresults: {args.out}")
 
 
 # --------------------------------------------------------------------------- options from configs
@@ -358,6 +378,30 @@ def _evaluate_parser(sub):
     v.set_defaults(func=_evaluate)
 
 
+def _sweep_parser(sub):
+    w = sub.add_parser("sweep", help="one point of chapter 7's sweep: a screen simulated at the given knob values, "
+                                     "every model's held-out functional AP and the winner with its paired interval")
+    w.add_argument("--coupling", type=float, default=1.0, help="how strongly function shares localization, 0-1 "
+                   "(default 1: the book's screen)")
+    w.add_argument("--trait-strength", type=float, default=1.0, help="how much of function the pattern traits "
+                   "carry, 0-1 (default 1)")
+    w.add_argument("--function-expression", type=float, default=0.0, help="share of log-expression variance "
+                   "carried by function, 0-1 (default 0)")
+    w.add_argument("--profile", default="default", help="book profile: point size, seeds, CellProfiler cells "
+                   "(default: default)")
+    w.add_argument("--data-dir", default="data", help="the book's data folder, with the chapter 2/3 runs "
+                   "(default: data)")
+    w.add_argument("--retrain", action="store_true", default=None, help="train every model on the point's screen "
+                   "instead of embedding it with the chapter 2/3 runs")
+    w.add_argument("--seeds", default=None, help="training seeds, comma-separated (default: the profile's)")
+    w.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (default: the profile's)")
+    w.add_argument("--seed", type=int, default=0, help="seed of the screen offset, cells and bootstrap")
+    w.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    w.add_argument("--out", required=True, help="results JSON (written atomically)")
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
+    w.set_defaults(func=_sweep)
+
+
 def _data_parsers(sub):
     i = sub.add_parser("inspect", help="describe any dataset protrep reads")
     i.add_argument("path", help="protrep-cells folder, DeepLoc HDF5, crop folder or HPA crop folder")
@@ -376,7 +420,7 @@ def _parser():
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     sub = p.add_subparsers(dest="command", required=True)
     for build in (_simulate_parser, _data_parsers, _train_parser, _apply_parsers, _background_parser,
-                  _evaluate_parser):
+                  _evaluate_parser, _sweep_parser):
         build(sub)
     return p
 

@@ -5,7 +5,7 @@ import numpy as np
 
 __all__ = ["paired_differences",
            "composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
-           "distributions", "ap_bars", "setting_lines", "heatmap", "quality_curves"]
+           "distributions", "ap_bars", "setting_lines", "heatmap", "quality_curves", "phase_diagram", "METHOD_COLORS"]
 
 
 def _stretch(x, lo=0.5, hi=99.8):
@@ -384,3 +384,57 @@ def quality_curves(table, metric, *, x="minutes", chosen=None, live=None, ax=Non
         ax.set_title(title, fontsize=10)
     return ax
 
+
+
+#: One colour per competing method of chapter 7, fixed so panels and chapters agree.
+METHOD_COLORS = {"deeploc": "#1f77b4", "pifia": "#9467bd", "pci": "#ff7f0e", "ae": "#2ca02c",
+                 "cellprofiler": "#7f7f7f"}
+
+
+def phase_diagram(table, standard, *, x="coupling", y="trait_strength", calibrated=None, ax=None, title=None):
+    """Which method wins at each point of a two-knob grid, with its paired interval.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`protrep.sweep.grid_table` rows (knob columns, ``standard``, ``winner``,
+        ``runner_up``, ``diff``, ``low``, ``high``, ``verdict``), restricted by the caller to
+        the points of the two-knob grid.
+    standard : str
+    x, y : str
+        Knob columns on the axes.
+    calibrated : float, optional
+        Calibrated value of ``x``, drawn as a dashed line.
+
+    Notes
+    -----
+    Each cell is coloured by the winner (:data:`METHOD_COLORS`), solid where its paired 95%
+    interval against the runner-up excludes 0 and hatched where it does not; the text gives
+    the winner, the runner-up and the difference with its interval.
+    """
+    from matplotlib.patches import Rectangle
+
+    ax = ax or plt.gca()
+    t = table[table["standard"] == standard]
+    xs, ys = sorted(t[x].unique()), sorted(t[y].unique())
+    for _, r in t.iterrows():
+        i, j = xs.index(r[x]), ys.index(r[y])
+        separable = r["verdict"] == "ahead"
+        color = METHOD_COLORS.get(r["winner"], "white")
+        ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, facecolor=color, alpha=0.85 if separable else 0.3,
+                               hatch=None if separable else "//", edgecolor="white", linewidth=2))
+        text = (f"{r['winner']}\nover {r['runner_up']}\n{r['diff']:+.3f}\n[{r['low']:+.3f}, {r['high']:+.3f}]"
+                if r["winner"] is not None else "no pairs")
+        ax.text(i, j, text, ha="center", va="center", fontsize=7, color="black")
+    if calibrated is not None and len(xs) > 1:
+        pos = np.interp(calibrated, xs, np.arange(len(xs)))
+        ax.axvline(pos, color="crimson", linestyle="--", linewidth=1.5, label=f"calibrated {x} {calibrated:.2f}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=7, frameon=False)
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylim(-0.5, len(ys) - 0.5)
+    ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs])
+    ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(y.replace("_", " "))
+    ax.set_title(title or standard, fontsize=10)
+    return ax

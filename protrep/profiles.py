@@ -18,7 +18,7 @@ and 3), and with several **seeds**, which chapter 4 combines in paired intervals
 profile   budget x seeds      widths
 ========  ==================  ===============================================================
 quick     0.04 TFLOP x 2      0.125 (a few steps)
-default   3 TFLOP x 3         DeepLoc 0.125, PCI 0.25, autoencoder 0.5
+default   2 TFLOP x 3         DeepLoc 0.125, PIFiA 0.25, PCI 0.25, autoencoder 0.5
 full      27,000 TFLOP x 3    1.0: the paper's networks; the budget is DeepLoc's 40 epochs over
                               the full profile's training cells (4.85 GFLOP per image)
 ========  ==================  ===============================================================
@@ -27,15 +27,22 @@ Why these, from the measured curves (``benchmarks/results/quality_vs_compute.csv
 an emulation of the slowest CI machine, measured on the former default screen of 450
 proteins x 40 cells): DeepLoc's test accuracy is 0.875 at 2 TFLOP, 0.892 at 4, 0.921 at 8
 and 0.923 at 16 (width 0.125), while its held-out AP at the four scales moves by less than
-0.012 between 2 and 16 TFLOP. Three seeds at 3 TFLOP cost about what one seed at 8 did
-and buy the seed variance that every comparison of chapter 4 needs; 3 rather than 4 TFLOP
-is what fits the book's time budget once chapter 4 measures CellProfiler features and
-embeds the Huh proteome with every seed (measured: 2,116 s of notebooks at 4 TFLOP before
-the other cuts, against 1,800 s allowed). At equal compute the narrow network
+0.012 between 2 and 16 TFLOP. Three seeds at 2 TFLOP cost less than one seed at 8 did
+and buy the seed variance that every comparison of chapter 4 needs; 2 rather than 3 TFLOP
+(the budget before PIFiA and chapter 7) is what fits the book's time budget with a fourth
+model trained three times and chapter 7's sweep (3 TFLOP gave DeepLoc a test accuracy of
+0.920 +- 0.004 over three seeds; the curve puts 2 TFLOP about three points lower, and the
+held-out AP within 0.012). At equal compute the narrow network
 takes four times the optimisation steps, and wins at every budget. Paired Cell Inpainting
 at width 0.25 beats 0.125 on the probe at every budget, with the same held-out AP. The
-autoencoder at 0.5 matches 0.25 on held-out AP at 1.7 x less time per TFLOP. Neither
-self-supervised model gains held-out AP with more compute in this range (both lose some:
+autoencoder at 0.5 matches 0.25 on held-out AP at 1.7 x less time per TFLOP. PIFiA runs at
+0.25, where a 2-TFLOP run costs about what DeepLoc's does; measured on the default screen
+(seed 0, held-out AP at compartments / processes / pathways / complexes): width 0.125
+(4.9 epochs, 5.7 % of held-out cells of training proteins named correctly, chance 0.3 %)
+0.553 / 0.111 / 0.037 / 0.093, width 0.25 (1.3 epochs, 1.1 %) 0.387 / 0.110 / 0.041 /
+0.118; PIFiA's identity task is far from converged at either (the authors train 30 epochs),
+which chapters 3 and 4 say. Neither PCI nor the autoencoder gains held-out AP with more
+compute in this range (both lose some:
 their untrained convolutions already encode a cell's intensity distribution), which
 chapter 3 shows.
 
@@ -55,15 +62,17 @@ from .config import Config, check_choice, check_int, check_number, check_share
 from .data.hpa import HPA_CLASSES
 from .data.simulate import SimConfig
 from .data.simulate_hpa import HPASimConfig
+from .data.dataset import protein_identity
 from .inference.embed import embed_cells, write_embeddings
-from .models import ModelConfig
+from .models import ModelConfig, model_class
 from .training.loop import TrainConfig, train
 from .training.runs import load_run, resolve_device, run_path
 
-__all__ = ["BookProfile", "PROFILES", "book_profile", "yeast_training", "seed_runs", "YEAST_MODELS"]
+__all__ = ["BookProfile", "PROFILES", "book_profile", "yeast_training", "seed_runs", "identity_classes",
+           "YEAST_MODELS"]
 
 #: The yeast models the book compares, in the order of its tables.
-YEAST_MODELS = ("deeploc", "pci", "ae")
+YEAST_MODELS = ("deeploc", "pifia", "pci", "ae")
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,26 @@ class BookProfile(Config):
     hpa_max_steps : int or None
     throughput_images : int
         512 x 512 images timed for the inference throughput (chapter 6).
+    sweep_screen : SimConfig
+        The screen drawn at every point of chapter 7's sweep (its knobs set per point).
+    sweep_levels : tuple of float
+        Levels of ``coupling`` and of ``trait_strength`` (their product is the phase diagram).
+    sweep_expression_levels : tuple of float
+        Levels of ``function_expression`` swept at the book's coupling and trait strength.
+    sweep_retrain : bool
+        Train every model again at every point (True) or embed the points with the
+        chapter 2/3 runs (False); see :mod:`protrep.sweep`.
+    sweep_budget_tflop : float
+        Training compute per model and seed when retraining.
+    sweep_cellprofiler : {"cp-measure", "like"}
+        CellProfiler features at every point: CellProfiler's own measurements
+        (``cp-measure``, about 60 ms per cell on 2 cores) on ``sweep_cellprofiler_cells``
+        cells per protein, or the vectorised CellProfiler-like features of chapter 4
+        (``like``, every cell, a fraction of a second).
+    sweep_cellprofiler_cells : int
+        Cells per protein measured with ``cp-measure``.
+    calibration_proteins : int or None
+        ORFs (and simulated proteins) of the calibration to the real proteome (None: all).
     """
 
     name: str
@@ -128,6 +157,14 @@ class BookProfile(Config):
     hpa_epochs: int
     hpa_max_steps: int | None
     throughput_images: int
+    sweep_screen: SimConfig
+    sweep_levels: tuple
+    sweep_expression_levels: tuple
+    sweep_retrain: bool
+    sweep_budget_tflop: float
+    sweep_cellprofiler: str
+    sweep_cellprofiler_cells: int
+    calibration_proteins: int | None
 
     def __post_init__(self):
         check_choice(self, "embed_crops", ("centre", "five"))
@@ -144,6 +181,16 @@ class BookProfile(Config):
             raise ValueError(f"widths must give a positive width for each of {list(YEAST_MODELS)}, got {self.widths}")
         object.__setattr__(self, "screen", SimConfig.from_dict(self.screen))
         object.__setattr__(self, "hpa_screen", HPASimConfig.from_dict(self.hpa_screen))
+        object.__setattr__(self, "sweep_screen", SimConfig.from_dict(self.sweep_screen))
+        for name in ("sweep_levels", "sweep_expression_levels"):
+            levels = tuple(float(v) for v in getattr(self, name))
+            if not levels or not all(0 <= v <= 1 for v in levels):
+                raise ValueError(f"{name} must be knob values in [0, 1], got {getattr(self, name)}")
+            object.__setattr__(self, name, levels)
+        check_number(self, "sweep_budget_tflop", low=0.0, strict_low=True)
+        check_int(self, "sweep_cellprofiler_cells", low=1)
+        check_choice(self, "sweep_cellprofiler", ("cp-measure", "like"))
+        check_int(self, "calibration_proteins", low=60, none=True)
 
     def model_config(self, model, **overrides):
         """The :class:`~protrep.models.ModelConfig` of a yeast model (or ``"seresnet"``) in this profile."""
@@ -159,27 +206,39 @@ PROFILES = {
     "quick": BookProfile(
         name="quick",
         screen={"n_proteins": 45, "cells_per_protein": 8, "min_per_class": 3, "split_fractions": (0.6, 0.1, 0.3)},
-        budget_tflop=0.04, seeds=(0, 1), widths={"deeploc": 0.125, "pci": 0.125, "ae": 0.125}, embed_crops="centre",
+        budget_tflop=0.04, seeds=(0, 1), widths={"deeploc": 0.125, "pifia": 0.125, "pci": 0.125, "ae": 0.125}, embed_crops="centre",
         fine_tune_share=0.25, n_boot=10, cellprofiler_cells=2,
         huh_proteins=120, huh_cells_per_protein=4, max_per_class=12, shift_cells_per_protein=4,
         hpa_screen={"n_proteins": 48, "images_per_protein": 2, "imaging": {"size": 64}}, hpa_width=0.125,
-        hpa_epochs=1, hpa_max_steps=4, throughput_images=4),
+        hpa_epochs=1, hpa_max_steps=4, throughput_images=4,
+        sweep_screen={"n_proteins": 45, "cells_per_protein": 4, "min_per_class": 3, "seed": 100,
+                      "split_fractions": (0.6, 0.1, 0.3)},
+        sweep_levels=(0.0, 1.0), sweep_expression_levels=(1.0,), sweep_retrain=False, sweep_budget_tflop=0.01,
+        sweep_cellprofiler="like", sweep_cellprofiler_cells=1, calibration_proteins=200),
     "default": BookProfile(
         name="default",
         screen={"n_proteins": 600, "cells_per_protein": 30, "min_per_class": 4, "split_fractions": (0.6, 0.1, 0.3)},
-        budget_tflop=3.0, seeds=(0, 1, 2), widths={"deeploc": 0.125, "pci": 0.25, "ae": 0.5}, embed_crops="centre",
+        budget_tflop=2.0, seeds=(0, 1, 2), widths={"deeploc": 0.125, "pifia": 0.25, "pci": 0.25, "ae": 0.5}, embed_crops="centre",
         fine_tune_share=0.25, n_boot=100, cellprofiler_cells=5,
         huh_proteins=1000, huh_cells_per_protein=8, max_per_class=100, shift_cells_per_protein=10,
         hpa_screen={"n_proteins": 300, "images_per_protein": 3, "imaging": {"size": 128}}, hpa_width=0.25,
-        hpa_epochs=16, hpa_max_steps=None, throughput_images=32),
+        hpa_epochs=16, hpa_max_steps=None, throughput_images=32,
+        sweep_screen={"n_proteins": 150, "cells_per_protein": 6, "min_per_class": 4, "seed": 100,
+                      "split_fractions": (0.6, 0.1, 0.3)},
+        sweep_levels=(0.0, 1.0), sweep_expression_levels=(1.0,), sweep_retrain=False, sweep_budget_tflop=2.0,
+        sweep_cellprofiler="like", sweep_cellprofiler_cells=2, calibration_proteins=1000),
     "full": BookProfile(
         name="full",
         screen={"n_proteins": 2000, "cells_per_protein": 100, "min_per_class": 4, "split_fractions": (0.6, 0.1, 0.3)},
-        budget_tflop=27000.0, seeds=(0, 1, 2), widths={"deeploc": 1.0, "pci": 1.0, "ae": 1.0}, embed_crops="five",
+        budget_tflop=27000.0, seeds=(0, 1, 2), widths={"deeploc": 1.0, "pifia": 1.0, "pci": 1.0, "ae": 1.0}, embed_crops="five",
         fine_tune_share=0.25, n_boot=200, cellprofiler_cells=None,
         huh_proteins=None, huh_cells_per_protein=40, max_per_class=1000, shift_cells_per_protein=40,
         hpa_screen={"n_proteins": 2000, "images_per_protein": 6, "imaging": {"size": 512}},
-        hpa_width=1.0, hpa_epochs=40, hpa_max_steps=None, throughput_images=512),
+        hpa_width=1.0, hpa_epochs=40, hpa_max_steps=None, throughput_images=512,
+        sweep_screen={"n_proteins": 600, "cells_per_protein": 30, "min_per_class": 4, "seed": 100,
+                      "split_fractions": (0.6, 0.1, 0.3)},
+        sweep_levels=(0.0, 0.5, 1.0), sweep_expression_levels=(0.5, 1.0), sweep_retrain=True,
+        sweep_budget_tflop=100.0, sweep_cellprofiler="cp-measure", sweep_cellprofiler_cells=10, calibration_proteins=None),
 }
 
 
@@ -192,12 +251,12 @@ def book_profile(name, *, seed=0):
 
 
 def yeast_training(model, profile, *, width=None, budget_tflop=None, feature_layer=None, latent_dim=256,
-                   **train_options):
+                   n_classes=None, **train_options):
     """The model and training configs of a yeast model in a book profile.
 
     Parameters
     ----------
-    model : {"deeploc", "pci", "ae"}
+    model : {"deeploc", "pifia", "pci", "ae"}
     profile : str or BookProfile
     width, budget_tflop : float, optional
         Override the profile's (None keeps it).
@@ -205,6 +264,9 @@ def yeast_training(model, profile, *, width=None, budget_tflop=None, feature_lay
         ``ModelConfig.feature_layer``.
     latent_dim : int
         The autoencoder's bottleneck.
+    n_classes : int, optional
+        ``ModelConfig.n_classes``: PIFiA's number of training proteins
+        (:func:`identity_classes`); None keeps the 15 localization classes.
     **train_options
         Any other :class:`~protrep.training.loop.TrainConfig` field (``seed``, ``device``,
         ``lr``, ``batch_size``, ``background``, ``init_from``, ...).
@@ -218,10 +280,18 @@ def yeast_training(model, profile, *, width=None, budget_tflop=None, feature_lay
     profile = profile if isinstance(profile, BookProfile) else book_profile(profile)
     if model not in YEAST_MODELS:
         raise ValueError(f"model must be one of {list(YEAST_MODELS)}, got {model!r}")
-    model_config = profile.model_config(model, feature_layer=feature_layer, latent_dim=latent_dim).replace(
-        width=width or profile.widths[model])
+    model_config = profile.model_config(model, feature_layer=feature_layer, latent_dim=latent_dim,
+                                        **({} if n_classes is None else {"n_classes": n_classes}))
+    model_config = model_config.replace(width=width or profile.widths[model])
     options = {"epochs": None, "patience": 0, **train_options}
     return model_config, TrainConfig(budget_tflop=budget_tflop or profile.budget_tflop, **options)
+
+
+def identity_classes(model, dataset):
+    """PIFiA's number of classes on ``dataset`` (its training proteins); None for the other models."""
+    if model_class(model).target != "protein":
+        return None
+    return len(protein_identity(dataset).classes)
 
 
 def seed_runs(model, profile, dataset, data_dir, *, seeds=None, embed_crops="centre", device="auto", progress=True,
@@ -235,7 +305,7 @@ def seed_runs(model, profile, dataset, data_dir, *, seeds=None, embed_crops="cen
 
     Parameters
     ----------
-    model : {"deeploc", "pci", "ae"}
+    model : {"deeploc", "pifia", "pci", "ae"}
     profile : str or BookProfile
     dataset : Dataset
     data_dir : str or Path
@@ -258,7 +328,8 @@ def seed_runs(model, profile, dataset, data_dir, *, seeds=None, embed_crops="cen
     dev = resolve_device(device)
     out = {}
     for s in (profile.seeds if seeds is None else seeds):
-        model_config, train_config = yeast_training(model, profile, seed=int(s), device=device, **options)
+        model_config, train_config = yeast_training(model, profile, seed=int(s), device=device,
+                                                    n_classes=identity_classes(model, dataset), **options)
         run = run_path(data_dir, model, profile.name, seed=int(s))
         history = train(model_config, train_config, dataset, run, resume=True, overwrite=True, progress=progress)
         net, _ = load_run(run, device=dev)

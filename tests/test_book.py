@@ -107,14 +107,16 @@ def _results(book):
 
 def test_verdicts_follow_from_the_numbers_they_state(book):
     r = _results(book)
-    probes = {m: r["03_autoencoder"][m]["probe_test_accuracy"] for m in ("pci", "ae")}
+    probes = {m: r["03_autoencoder"][m]["probe_test_accuracy"] for m in ("pifia", "pci", "ae")}
     v = r["03_autoencoder"]["supervised_vs_probes"]
     assert v["best_probe"] == max(probes, key=probes.get) and v["best_probe_accuracy"] == probes[v["best_probe"]]
     assert v["supervised_accuracy"] == r["02_cnn"]["test_accuracy"]
     assert v["above"] == (v["supervised_accuracy"] > v["best_probe_accuracy"])
 
     ev = r["04_evaluation"]
-    assert ev["seeds"] and set(ev["paired"]) == {"deeploc-pci", "deeploc-ae", "deeploc-cellprofiler"}
+    assert ev["seeds"] and set(ev["paired"]) == {"deeploc-pifia", "deeploc-pci", "deeploc-ae", "deeploc-cellprofiler",
+                                                 "pifia-pci"}
+    assert ev["pifia_ahead_of_deeploc"] == {s: v["verdict"] == "behind" for s, v in ev["paired"]["deeploc-pifia"].items()}
     for c, per_standard in ev["paired"].items():
         a, b = c.split("-", 1)
         for s, v in per_standard.items():
@@ -139,6 +141,20 @@ def test_verdicts_follow_from_the_numbers_they_state(book):
                                 "within 3 SE" if v["gap_change"] < 0 else "no")
         assert v["base"] == {m: bg["table1"][m]["base"] for m in (ref, inv)}
         assert v["base_holds"] == (v["base"][inv] >= v["base"][ref] - 0.01)
+
+    wd = r["07_what_decides"]
+    assert wd["models"] == ["deeploc", "pifia", "pci", "ae", "cellprofiler"] and wd["grid"]
+    for point in wd["grid"] + ([wd["calibrated"]["point"]] if "calibrated" in wd else []):
+        for s, w in point["winner"].items():
+            iv = point["interval"][s]
+            if w is None:
+                assert iv["verdict"] == "undefined"
+                continue
+            aps = {m: point["ap"][m][s] for m in wd["models"]}
+            assert aps[w] == max(v for v in aps.values() if v == v) and iv["comparison"] == f"{w}-{point['runner_up'][s]}"
+            assert iv["diff"] == pytest.approx(aps[w] - aps[point["runner_up"][s]])
+            assert iv["verdict"] == ("ahead" if iv["low"] > 0 else "not separable")
+    assert set(wd["verdict"]) == {"compartments", "processes", "pathways", "complexes"}
 
     hpa = r["06_hpa"]
     assert hpa["throughput_vs_chen"]["trained_here"]["images_per_min"] == hpa["images_per_min"]

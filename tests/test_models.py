@@ -103,8 +103,11 @@ EXPECTED_DIMS = {  # at width 0.25
     "pci": {"conv1": 24, "conv2": 64, "conv3": 96, "conv4": 96, "conv5": 64},
     "ae": {"conv1": 8, "conv2": 16, "conv3": 32, "conv4": 64, "bottleneck": 256},
     "seresnet": {"conv1": 16, "conv2": 16, "conv3": 32, "conv4": 64, "conv5": 128, "pool": 128},
+    # PIFiA: width scales the convolutions only; dense layers 128 and 64 as in the authors' script
+    "pifia": {"conv1": 16, "conv2": 16, "conv3": 32, "conv4": 32, "conv5": 64, "conv6": 64, "conv7": 64,
+              "conv8": 64, "fc1": 128, "fc2": 64},
 }
-DEFAULT_LAYER = {"deeploc": "fc2", "pci": "conv4", "ae": "bottleneck", "seresnet": "pool"}
+DEFAULT_LAYER = {"deeploc": "fc2", "pci": "conv4", "ae": "bottleneck", "seresnet": "pool", "pifia": "fc2"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -136,8 +139,8 @@ def test_unknown_feature_layer_raises_listing_the_valid_ones(name):
 def test_width_scales_parameters_about_quadratically(name):
     n = {w: count_parameters(small(name, width=w)) for w in (0.25, 0.5)}
     ratio = n[0.5] / n[0.25]
-    if name == "ae":
-        # latent_dim is not scaled: the two bottleneck layers grow linearly with width
+    if name in ("ae", "pifia"):
+        # the AE's latent_dim and PIFiA's dense layers are not scaled: they grow linearly with width
         assert 2.0 < ratio < 4.0, ratio
     else:
         assert 3.5 < ratio < 4.2, ratio

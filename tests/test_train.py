@@ -20,6 +20,7 @@ from protrep.data.tables import (
 from protrep.errors import DataError
 from protrep.inference.embed import embed_cells, predict_cells
 from protrep.models import REGISTRY, ModelConfig
+from protrep.profiles import identity_classes
 from protrep.training.loop import TrainConfig, train
 from protrep.training.runs import load_run, run_budget, run_path
 
@@ -33,15 +34,16 @@ def data(quick_screen):
     return load_dataset(quick_screen)
 
 
-def _model(name):
-    return ModelConfig(name=name, width=0.125, latent_dim=32)
+def _model(name, data=None):
+    n_classes = identity_classes(name, data) if data is not None else None
+    return ModelConfig(name=name, width=0.125, latent_dim=32, **({"n_classes": n_classes} if n_classes else {}))
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_model_trains_a_few_steps(name, data, tmp_path):
     from protrep.models import build_model
 
-    config = _model(name)
+    config = _model(name, data)
     history = train(config, FAST, data, tmp_path / name, progress=False)
     assert int(history["global_step"].iloc[-1]) == FAST.max_steps  # the loop stepped as often as asked
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
@@ -286,3 +288,27 @@ def test_fine_tuning_starts_from_the_run_it_names(data, tmp_path):
     with pytest.raises(DataError, match="init_from names no trained run"):
         train(_model("ae"), TrainConfig(**{**FAST.to_dict(), "init_from": str(tmp_path / "none")}), data,
               tmp_path / "x", progress=False)
+
+
+def test_pifia_learns_protein_identity_of_the_training_proteins_only(data, tmp_path):
+    from protrep.cli import main
+    from protrep.data.dataset import protein_identity
+
+    task = protein_identity(data)
+    train_proteins = sorted(data.meta.loc[data.meta["split"] == "train", "protein"].astype(str).unique())
+    assert list(task.classes) == train_proteins and task.images is data.images
+    held_out = ~data.meta["split"].eq("train").to_numpy()
+    assert (task.meta["label"].to_numpy()[held_out] == -1).all() and (task.meta["split"][held_out] == "test").all()
+    for protein, cells in task.meta[~held_out].groupby("protein"):  # every class validates on its own cells
+        assert set(cells["split"]) == {"train", "val"} and (cells["label"] == train_proteins.index(protein)).all()
+    # the wrong number of classes is named with the number to set
+    with pytest.raises(DataError, match=f"n_classes={len(train_proteins)}"):
+        train(ModelConfig(name="pifia", width=0.125, n_classes=len(train_proteins) + 1), FAST, data, tmp_path / "bad",
+              progress=False)
+    # the CLI sets n_classes from the data
+    run = tmp_path / "pifia"
+    assert main(["train", "--model", "pifia", "--data", data.source, "--out", str(run), "--width", "0.125",
+                 "--batch-size", "16", "--max-steps", "3", "--epochs", "1", "--quiet"]) == 0
+    model, info = load_run(run)
+    assert model.config.n_classes == len(train_proteins) and info["classes"] == train_proteins
+    assert embed_cells(model, data).shape == (len(data), 64)  # every protein embeds, class or not

@@ -47,6 +47,7 @@ __all__ = [
     "write_dataset",
     "load_dataset",
     "split_by_protein",
+    "protein_identity",
     "load_proteins",
 ]
 
@@ -188,6 +189,58 @@ def split_by_protein(proteins, strata=None, *, fractions=(0.7, 0.15, 0.15), seed
         out[members[:n_test]] = "test"
         out[members[n_test:n_test + n_val]] = "val"
     return out
+
+
+def protein_identity(ds, *, val_share=0.1, seed=0):
+    """The protein-identity task of PIFiA on ``ds``: the training proteins as classes.
+
+    Each protein of the ``train`` split becomes a class (sorted by name); its cells are
+    split again, ``val_share`` of them (at least one where the protein has two or more) to
+    ``val`` and the rest to ``train``. Cells of the validation and test proteins get label
+    -1 and split ``test``: they are never a class, so a model trained on this task embeds
+    them as unseen proteins, and the held-out evaluation of chapter 4 stays held out.
+    (Razdaibiedina et al. 2024 make every protein of the screen a class and split cells
+    within proteins; their features then come from cells of proteins the model was trained
+    to recognise.)
+
+    Parameters
+    ----------
+    ds : CellDataset
+        With ``protein`` and ``split`` columns.
+    val_share : float, keyword-only
+        Share of each training protein's cells used to validate (and pick checkpoints).
+    seed : int, keyword-only
+        Seed of the split of cells.
+
+    Returns
+    -------
+    CellDataset
+        The same images (not copied) with new ``label`` and ``split`` columns, ``classes``
+        the protein ids and ``info["task"] == "protein identity"``.
+    """
+    if "split" not in ds.meta:
+        raise DataError(ds.source or "dataset", "has no 'split' column: the protein-identity task takes its "
+                        "classes from the training proteins (write the dataset with a split by protein)")
+    if not 0 <= val_share < 1:
+        raise ValueError(f"val_share must be in [0, 1), got {val_share}")
+    meta = ds.meta.copy()
+    proteins = meta["protein"].astype(str).to_numpy()
+    is_train = (meta["split"] == "train").to_numpy()
+    classes = tuple(sorted(set(proteins[is_train])))
+    if len(classes) < 2:
+        raise DataError(ds.source or "dataset", f"has {len(classes)} training protein(s); the protein-identity "
+                        "task needs at least two")
+    code = pd.Index(classes).get_indexer(proteins)
+    rng = np.random.default_rng([seed, 7])
+    split = np.full(len(meta), "test", dtype=object)
+    for k in range(len(classes)):
+        cells = rng.permutation(np.flatnonzero(code == k))
+        n_val = int(round(val_share * len(cells)))
+        n_val = max(n_val, 1) if val_share > 0 and len(cells) >= 2 else n_val
+        split[cells[:n_val]], split[cells[n_val:]] = "val", "train"
+    meta["label"], meta["split"] = np.where(is_train, code, -1), split
+    return CellDataset(images=ds.images, meta=meta, channels=ds.channels, classes=classes, masks=ds.masks,
+                       source=ds.source, format=ds.format, info={**ds.info, "task": "protein identity"})
 
 
 def write_dataset(path, images, masks, cells, proteins, *, channels, classes, standards=None,

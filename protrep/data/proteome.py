@@ -12,22 +12,37 @@ the proteins of a pathway form *complexes* of 2 to 6 members. A fifth of the pro
 part in a second process. Localization and traits are drawn top-down:
 
 * a process draws a compartment from the census; a pathway keeps its process's compartment
-  with probability 0.5, a complex keeps its pathway's with probability 0.85, a complex
-  member keeps its complex's with probability 0.9 and a protein outside complexes keeps
-  its pathway's with probability 0.5; otherwise a fresh census draw. Every level mixes
-  census draws, so class frequencies follow the census (Huh et al. 2003, with the 22 Huh
-  compartments mapped to 15 classes by :data:`HUH_TO_CLASS`);
+  with probability 0.5 c, a complex keeps its pathway's with probability 0.85 c, a complex
+  member keeps its complex's with probability 0.9 c and a protein outside complexes keeps
+  its pathway's with probability 0.5 c; otherwise a fresh census draw. ``c`` is
+  ``coupling`` (default 1: the book's screen; at 0 every localization is an independent
+  census draw and localization carries no function). Every level mixes census draws, so
+  class frequencies follow the census (Huh et al. 2003, with the 22 Huh compartments
+  mapped to 15 classes by :data:`HUH_TO_CLASS`);
 * about 30% of proteins (the Huh 2003 fraction) have a second compartment, shared within
-  a complex; a third of those are *heterogeneous*: each cell shows one of the two
-  patterns, drawn by the protein's weights, instead of a mixture. A further 8% of
-  single-compartment proteins mislocalize to the cytoplasm in a fifth of their cells;
+  a complex (by the members that keep its compartment); a third of those are
+  *heterogeneous*: each cell shows one of the two patterns, drawn by the protein's
+  weights, instead of a mixture. A further 8% of single-compartment proteins mislocalize
+  to the cytoplasm in a fifth of their cells;
 * four pattern traits in (0, 1) (puncta number or texture, spot size or rim width,
   polarization, diffuse background) are the logistic of
-  ``0.5 z_process + 0.8 z_pathway + 1.2 z_complex + 0.6 z_protein`` with independent
-  standard normal ``z`` per unit, so complex members share most, pathways less, processes
-  less again;
-* expression is log-normal and drawn independently of all of the above: nuisance carries
-  no function.
+  ``s (0.5 z_process + 0.8 z_pathway + 1.2 z_complex) + 0.6 z_protein
+  + sqrt((1 - s^2) 2.33) z_extra`` with independent standard normal ``z`` per unit (a
+  protein outside complexes has a ``z_complex`` of its own), so complex members share
+  most, pathways less, processes less again. ``s`` is ``trait_strength`` (default 1: the
+  book's screen); the variance of the sum is 2.69 for every ``s``, and at 0 the traits
+  carry no function;
+* expression is log-normal, ``log a = log 2000 + sqrt(1 - r) e + sqrt(r) f`` with ``e``
+  standard normal per protein and ``f`` a standard normal functional score,
+  ``(0.5 u_process + 0.8 u_pathway + 1.2 u_complex + 0.6 u_protein) / sqrt(2.69)`` with
+  ``u`` drawn like the ``z`` of the traits but independently of them. ``r`` is
+  ``function_expression``: the default 0 (the book's screen) makes expression a nuisance
+  that carries no function; above 0 function reaches the pixels through brightness too,
+  on an axis a localization classifier is not trained on, as in the real Huh 2003
+  abundances.
+
+The draws that only a non-default knob needs (``z_extra``, ``u``) come from random streams
+of their own, so at the default knobs the proteome is the book's screen to the byte.
 
 Classes with fewer than ``min_per_class`` proteins are topped up by relabelling proteins
 outside complexes, so that a split by protein can hold every class (a deviation from the
@@ -44,6 +59,7 @@ Huh, W.-K. et al. Global analysis of protein localization in budding yeast. Natu
 """
 
 import logging
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -115,8 +131,15 @@ def _secondary(rng, primary, p):
     return int(rng.choice(len(q), p=q / q.sum()))
 
 
-def synthetic_proteome(n_proteins, *, seed=0, min_per_class=4):
+def synthetic_proteome(n_proteins, *, seed=0, min_per_class=4, coupling=1.0, trait_strength=1.0,
+                       function_expression=0.0):
     """Draw a synthetic proteome with functional structure at four scales.
+
+    The defaults of the three knobs give the book's screen, to the byte (see the module
+    docstring). ``trait_strength`` changes only the traits and ``function_expression`` only
+    the abundances: what they add is drawn from streams of their own. ``coupling`` changes
+    how many draws the localizations take from the main stream, so with it every column
+    changes draw by draw, though only the localizations change in distribution.
 
     Parameters
     ----------
@@ -126,6 +149,17 @@ def synthetic_proteome(n_proteins, *, seed=0, min_per_class=4):
         Seed; the same seed gives the same proteome.
     min_per_class : int
         Minimum number of proteins whose primary class is each class.
+    coupling : float, default 1.0
+        In [0, 1]: how strongly function shares localization. Multiplies the four
+        probabilities with which a unit keeps the compartment of the unit above it; at 0
+        every localization is an independent census draw.
+    trait_strength : float, default 1.0
+        In [0, 1]: the weight ``s`` of the functional part of the pattern traits. The rest
+        of their variance comes from per-protein noise, so their spread is the same for
+        every ``s``; at 0 the traits carry no function.
+    function_expression : float, default 0.0
+        In [0, 1]: the share ``r`` of the variance of log-abundance carried by a functional
+        score (as in the real Huh 2003 abundances); at 0 expression carries no function.
 
     Returns
     -------
@@ -139,18 +173,53 @@ def synthetic_proteome(n_proteins, *, seed=0, min_per_class=4):
     if n_proteins < min_per_class * n_classes:
         raise ValueError(f"n_proteins={n_proteins} is too small: at least {min_per_class * n_classes} are needed "
                          f"for {min_per_class} proteins in each of {n_classes} classes (lower min_per_class)")
-    rng = np.random.default_rng([seed, 1])
-    p = _census_p()
-    draw = lambda: int(rng.choice(n_classes, p=p))  # noqa: E731
+    for name, value in [("coupling", coupling), ("trait_strength", trait_strength),
+                        ("function_expression", function_expression)]:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a number between 0 and 1 (inclusive), got {value!r}")
+    rng = np.random.default_rng([seed, 1])  # the main stream: the book's screen at the default knobs
+    table = pd.DataFrame(_draw_proteins(rng, np.random.default_rng([seed, 2]), n_proteins, coupling=coupling,
+                                        trait_strength=trait_strength))
+    _top_up_classes(table, rng, min_per_class)
+    # moonlighting: a fifth of proteins take part in a second process
+    n_proc = table["process"].nunique()
+    second_proc = rng.integers(0, n_proc, len(table))
+    moon = rng.random(len(table)) < 0.2
+    table["process2"] = [f"process_{k:03d}" if m else "" for k, m in zip(second_proc, moon)]
+    table.loc[table["process2"] == table["process"], "process2"] = ""
+    # expression: log-normal, spread like Huh 2003 abundances; a share r of its variance carries function
+    log_abundance = rng.normal(np.log(2000), 1.0, len(table))
+    if function_expression > 0:  # at r = 0 the draw is used as is (the book's screen, to the byte)
+        e = log_abundance - np.log(2000)
+        f = _functional_score(table, np.random.default_rng([seed, 3]))
+        log_abundance = np.log(2000) + np.sqrt(1 - function_expression) * e + np.sqrt(function_expression) * f
+    table["abundance"] = np.exp(log_abundance).round(0)
+    return _finish(table)
 
-    rows = []
+
+#: Variance of the functional part ``0.5 z_process + 0.8 z_pathway + 1.2 z_complex`` of the traits.
+_FUNCTION_VAR = 0.5 ** 2 + 0.8 ** 2 + 1.2 ** 2
+_PROTEIN_SD = 0.6  # weight of the per-protein part of traits and of the functional score
+
+
+def _draw_proteins(rng, rng_extra, n_proteins, *, coupling, trait_strength):
+    """Draw the functional hierarchy top-down: one row (dict) per protein, before the class top-up.
+
+    ``rng`` is the main stream; at ``coupling = trait_strength = 1`` its draws are those of
+    the book's screen. ``rng_extra`` feeds only the function-free part of the traits that
+    replaces the functional part when ``trait_strength < 1``.
+    """
+    p = _census_p()
+    draw = lambda: int(rng.choice(len(CLASSES), p=p))  # noqa: E731
     z = lambda: rng.standard_normal(N_TRAITS)  # noqa: E731
+    extra_sd = np.sqrt((1 - trait_strength ** 2) * _FUNCTION_VAR)
+    rows = []
     pid = 0
     for proc, proc_size in enumerate(_sizes(rng, n_proteins, 40, 8)):
         proc_loc, z_proc = draw(), z()
         for path_size in _sizes(rng, proc_size, 12, 3):
             path = f"pathway_{len({r['pathway'] for r in rows}):04d}"
-            path_loc = proc_loc if rng.random() < 0.5 else draw()
+            path_loc = proc_loc if rng.random() < 0.5 * coupling else draw()
             z_path = z()
             n_in_complexes = int(round(path_size * 0.5))
             groups = _sizes(rng, n_in_complexes, 3.5, 2) if n_in_complexes >= 2 else []
@@ -158,25 +227,28 @@ def synthetic_proteome(n_proteins, *, seed=0, min_per_class=4):
             for size in groups:
                 in_complex = size >= 2
                 cplx = f"complex_{pid:05d}" if in_complex else ""
-                c_loc = path_loc if rng.random() < 0.85 else draw()
+                c_loc = path_loc if rng.random() < 0.85 * coupling else draw()
                 c_second = _secondary(rng, c_loc, p) if rng.random() < _MULTI_FRACTION else -1
                 c_hetero = rng.random() < _HETEROGENEOUS_FRACTION
                 z_cplx = z()
                 for _ in range(size):
                     if in_complex:
-                        keep = rng.random() < 0.9
+                        keep = rng.random() < 0.9 * coupling
                         loc = c_loc if keep else draw()
-                        second = c_second if keep else (_secondary(rng, loc, p) if rng.random() < _MULTI_FRACTION else -1)
+                        second = c_second if keep else \
+                            (_secondary(rng, loc, p) if rng.random() < _MULTI_FRACTION else -1)
                         hetero = c_hetero
                         z_c = z_cplx
                     else:
-                        loc = path_loc if rng.random() < 0.5 else draw()
+                        loc = path_loc if rng.random() < 0.5 * coupling else draw()
                         second = _secondary(rng, loc, p) if rng.random() < _MULTI_FRACTION else -1
                         hetero = rng.random() < _HETEROGENEOUS_FRACTION
                         z_c = z()
                     if second == loc:
                         second = -1
-                    zt = 0.5 * z_proc + 0.8 * z_path + 1.2 * z_c + 0.6 * z()
+                    # at trait_strength = 1 the extra term is exactly 0 and zt is the book's
+                    zt = trait_strength * (0.5 * z_proc + 0.8 * z_path + 1.2 * z_c) + _PROTEIN_SD * z() \
+                        + extra_sd * rng_extra.standard_normal(N_TRAITS)
                     rows.append({
                         "protein": f"P{pid:05d}", "primary_i": loc, "secondary_i": second,
                         "weight": float(rng.uniform(0.55, 0.85)) if second >= 0 else 1.0,
@@ -186,17 +258,24 @@ def synthetic_proteome(n_proteins, *, seed=0, min_per_class=4):
                         "process": f"process_{proc:03d}", "pathway": path, "complex": cplx,
                     })
                     pid += 1
-    table = pd.DataFrame(rows)
-    _top_up_classes(table, rng, min_per_class)
-    # moonlighting: a fifth of proteins take part in a second process
-    n_proc = table["process"].nunique()
-    second_proc = rng.integers(0, n_proc, len(table))
-    moon = rng.random(len(table)) < 0.2
-    table["process2"] = [f"process_{k:03d}" if m else "" for k, m in zip(second_proc, moon)]
-    table.loc[table["process2"] == table["process"], "process2"] = ""
-    # expression: nuisance, independent of function (log-normal, spread like Huh 2003 abundances)
-    table["abundance"] = np.exp(rng.normal(np.log(2000), 1.0, len(table))).round(0)
-    return _finish(table)
+    return rows
+
+
+def _functional_score(table, rng):
+    """A standard normal score of function, one value per protein (``function_expression``).
+
+    ``(0.5 u_process + 0.8 u_pathway + 1.2 u_complex + 0.6 u_protein) / sqrt(2.69)`` with
+    independent standard normal ``u`` per unit, drawn from ``rng``; a protein outside
+    complexes is its own complex.
+    """
+    def per_unit(keys):
+        codes, uniques = pd.factorize(keys)
+        return rng.standard_normal(len(uniques))[codes]
+
+    complexes = table["complex"].where(table["complex"] != "", table["protein"])
+    score = 0.5 * per_unit(table["process"]) + 0.8 * per_unit(table["pathway"]) + 1.2 * per_unit(complexes) \
+        + _PROTEIN_SD * rng.standard_normal(len(table))
+    return score / np.sqrt(_FUNCTION_VAR + _PROTEIN_SD ** 2)
 
 
 def _top_up_classes(table, rng, min_per_class):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Config, check_choice, check_int, check_split, from_dict, source_hash
+from ..config import Config, check_choice, check_int, check_share, check_split, from_dict, source_hash
 from ..errors import DataError
 from .dataset import split_by_protein, write_dataset
 from .proteome import CLASSES, huh2003_proteome, proteome_standards, synthetic_proteome
@@ -69,6 +69,20 @@ class SimConfig(Config):
     wells_per_plate : int
     min_per_class : int
         Minimum number of proteins per class (synthetic mode).
+    coupling : float
+        Synthetic mode only: in [0, 1], how strongly function shares localization (the
+        factor of the probabilities with which a pathway, complex or protein keeps the
+        compartment of its parent unit; at 0 every localization is an independent census
+        draw). Default 1.0: the book's screen.
+    trait_strength : float
+        Synthetic mode only: in [0, 1], how much of function the pattern traits (fine
+        morphology) carry; their spread is the same for every value, and at 0 they carry
+        no function. Default 1.0: the book's screen.
+    function_expression : float
+        Synthetic mode only: in [0, 1], the share of the variance of log-abundance carried
+        by function (expression correlated with function, as in the real Huh 2003
+        abundances; brightness then carries function). Default 0.0: the book's screen,
+        where expression is a nuisance. See :func:`protrep.data.proteome.synthetic_proteome`.
     split_fractions : tuple of float
         Train, validation and test fractions of proteins (stratified by primary class).
     seg_min_distance : int
@@ -90,6 +104,9 @@ class SimConfig(Config):
     max_fields_per_well: int = 8
     wells_per_plate: int = 96
     min_per_class: int = 4
+    coupling: float = 1.0
+    trait_strength: float = 1.0
+    function_expression: float = 0.0
     split_fractions: tuple = (0.7, 0.15, 0.15)
     seg_min_distance: int = 12
     imaging: FieldParams = field(default_factory=FieldParams)
@@ -103,6 +120,14 @@ class SimConfig(Config):
         check_int(self, "field_size", low=self.crop_size, none=True)
         check_int(self, "n_proteins", low=1, none=self.proteome == "huh2003")
         check_split(self)
+        knobs = ("coupling", "trait_strength", "function_expression")  # of the synthetic proteome
+        check_share(self, *knobs)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [f"{k}={getattr(self, k)!r}" for k in knobs if getattr(self, k) != defaults[k]]
+        if changed and self.proteome == "huh2003":
+            raise ValueError(f"{', '.join(changed)}: these knobs only apply to proteome='synthetic'; with "
+                             f"proteome='huh2003' leave them at their defaults "
+                             f"({', '.join(f'{k}={defaults[k]}' for k in knobs)})")
         object.__setattr__(self, "imaging", from_dict(FieldParams, self.imaging, path="imaging"))
 
     def resolved_field_size(self):
@@ -151,7 +176,8 @@ def ensure_dataset(path, config, *, workers=None, progress=True):
         The dataset's ``dataset.json`` header (config, counts, segmentation recall) and
         ``reused`` (True if nothing had to be simulated).
     """
-    return ensure_simulated(path, config, simulation_code_version(), simulate_dataset, workers=workers, progress=progress)
+    return ensure_simulated(path, config, simulation_code_version(), simulate_dataset, workers=workers,
+                            progress=progress)
 
 
 def find_huh_table(path=None):
@@ -242,7 +268,9 @@ def simulate_well(config, protein, well_index, plate):
 
 def _proteome(config):
     if config.proteome == "synthetic":
-        return synthetic_proteome(config.n_proteins, seed=config.seed, min_per_class=config.min_per_class)
+        return synthetic_proteome(config.n_proteins, seed=config.seed, min_per_class=config.min_per_class,
+                                  coupling=config.coupling, trait_strength=config.trait_strength,
+                                  function_expression=config.function_expression)
     return huh2003_proteome(find_huh_table(config.huh_table), n_proteins=config.n_proteins, seed=config.seed,
                             shuffle_abundance=config.huh_abundance == "shuffled")
 

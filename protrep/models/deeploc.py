@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Model, check_image, global_max_pool, resolve_layer, scaled
+from .base import Model, check_image, conv_trunk, resolve_layer, scaled
 
 __all__ = ["DeepLoc", "five_crops"]
 
@@ -133,12 +133,9 @@ class DeepLoc(Model):
 
     def _trunk(self, x, layer="fc2"):
         """Activations of ``layer`` for crops of side ``train_crop``: (B, d)."""
-        for i, conv in enumerate(self.convs, start=1):
-            x = conv(x)
-            if layer == f"conv{i}":
-                return global_max_pool(x)
-            if i in POOL_AFTER:
-                x = F.max_pool2d(x, 2, ceil_mode=True)
+        x, features = conv_trunk(self.convs, x, layer, POOL_AFTER, ceil_mode=True)  # TensorFlow's 'SAME' pooling
+        if features is not None:
+            return features
         x = self.fc1(x.flatten(1))
         if layer == "fc1":
             return x

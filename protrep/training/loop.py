@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from ..atomic import read_json, write_json
 from ..config import Config, check_int, check_number, check_share, source_hash
+from ..data.dataset import protein_identity
 from ..errors import DataError
 from ..models import build_model, model_class
 from ..progress import progress as progress_bar
@@ -294,6 +295,13 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
     classifier = model_class(model_config.name).is_classifier
+    if model_class(model_config.name).target == "protein":  # PIFiA: the training proteins are the classes
+        dataset = protein_identity(dataset)
+        if model_config.n_classes != len(dataset.classes):
+            raise DataError(dataset.source or "dataset", f"has {len(dataset.classes)} training proteins, the classes "
+                            f"of {model_config.name}, but its n_classes is {model_config.n_classes}: set "
+                            f"n_classes={len(dataset.classes)}")
+        classifier = True
     check_compatible(dataset, model_config, classes=dataset.classes if classifier else None)
     info = {"model": model_config.to_dict(), "train": cfg.to_dict(), "data": dataset_fingerprint(dataset),
             "code": training_code_version(), "init": init_fingerprint(cfg.init_from), "classes": list(dataset.classes),
