@@ -9,7 +9,7 @@ from .evaluation.cellprofiler import cellprofiler_tables
 from .evaluation.mean_ap import map_results_dict, seed_mean_map
 from .evaluation.paired import compare_seeds, paired_results_dict
 from .evaluation.retrieval import localization_reference, random_embedding
-from .inference.embed import embed_runs
+from .inference.embed import embed_runs, stretched
 from .profiles import YEAST_MODELS
 from .training.runs import run_path
 
@@ -55,7 +55,8 @@ def huh_evaluation(data_dir, profile, standards, *, seeds, abundance="shuffled",
     where = dataset_path(data_dir, profile, "huh2003" if abundance == "shuffled" else f"huh2003-{abundance}-abundance")
     ensure_dataset(where, config)
     ds, proteins = load_dataset(where), load_proteins(where)
-    groups = {name: embed_runs([run_path(data_dir, name, profile, seed=s) for s in seeds], ds, device=device)
+    images = stretched(ds)  # one percentile stretch for every model and seed
+    groups = {name: embed_runs([run_path(data_dir, name, profile, seed=s) for s in seeds], images, device=device)
               for name in YEAST_MODELS}
     if cellprofiler_cells is not None:
         cp, cp_pca = cellprofiler_tables(ds, cells_per_protein=cellprofiler_cells, seed=seed, progress=False)

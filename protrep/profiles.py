@@ -46,7 +46,18 @@ compute in this range (both lose some:
 their untrained convolutions already encode a cell's intensity distribution), which
 chapter 3 shows.
 
-The default screen has 600 proteins x 30 cells (the same 18,000 cells as before), split
+**Measured on a real slow machine** (fp32 matmul 108-128 GFLOP/s, AVX2, 2 cores; the
+emulation of ``benchmarks/slow_machine.sh`` had made this class of machine look about 1.5 x
+faster for these convolutional workloads): with 30 cells per protein, 5 CellProfiler cells,
+the Huh section's CellProfiler and real-abundance ablation, 100 SVM cells per class and 16
+HPA epochs, the default notebooks took 2,400 s there (about 3,000 s at the reference rate).
+What was cut to fit, rather than the three seeds or the 2-TFLOP budget: 15 cells per
+protein (embedding all cells of every seed is what chapters 2-4 spend most on), 3
+CellProfiler cells per protein, the Huh section at 600 ORFs x 6 cells without CellProfiler
+or the ablation (both in ``full``), 50 cells per class in chapter 5's SVM grid and 12 HPA
+epochs.
+
+The default screen has 600 proteins x 15 cells (9,000 cells), split
 by protein 60 / 10 / 30 % into training, validation and test: chapter 4 scores its
 headline on the 30 % test proteins, which no model saw and which did not choose any
 checkpoint (180 proteins; the validation proteins pick the best checkpoint by loss).
@@ -63,7 +74,7 @@ from .data.hpa import HPA_CLASSES
 from .data.simulate import SimConfig
 from .data.simulate_hpa import HPASimConfig
 from .data.dataset import protein_identity
-from .inference.embed import embed_cells, write_embeddings
+from .inference.embed import embed_cells, stretched, write_embeddings
 from .models import ModelConfig, model_class
 from .training.loop import TrainConfig, train
 from .training.runs import load_run, resolve_device, run_path
@@ -105,6 +116,11 @@ class BookProfile(Config):
     huh_proteins : int or None
         ORFs of the Huh 2003 proteome simulation (chapter 4; None: all).
     huh_cells_per_protein : int
+    huh_cellprofiler_cells : int or None
+        Cells per ORF measured with ``cp-measure`` in chapter 4's Huh section (None: the
+        section leaves CellProfiler out; its cost is about 60 ms per cell on 2 cores).
+    huh_abundance_ablation : bool
+        Also render the real abundance of every ORF in that section (the ablation row).
     max_per_class : int
         Cells per class in the pairwise SVM grid (chapter 5; Gupta et al.: 1,000).
     shift_cells_per_protein : int
@@ -150,6 +166,8 @@ class BookProfile(Config):
     cellprofiler_cells: int | None
     huh_proteins: int | None
     huh_cells_per_protein: int
+    huh_cellprofiler_cells: int | None
+    huh_abundance_ablation: bool
     max_per_class: int
     shift_cells_per_protein: int
     hpa_screen: HPASimConfig
@@ -176,7 +194,8 @@ class BookProfile(Config):
         check_share(self, "fine_tune_share")
         check_int(self, "n_boot", "huh_cells_per_protein", "max_per_class", "shift_cells_per_protein", "hpa_epochs",
                   "throughput_images", low=1)
-        check_int(self, "huh_proteins", "hpa_max_steps", "cellprofiler_cells", low=1, none=True)
+        check_int(self, "huh_proteins", "hpa_max_steps", "cellprofiler_cells", "huh_cellprofiler_cells", low=1,
+                  none=True)
         if set(self.widths) != set(YEAST_MODELS) or not all(w > 0 for w in self.widths.values()):
             raise ValueError(f"widths must give a positive width for each of {list(YEAST_MODELS)}, got {self.widths}")
         object.__setattr__(self, "screen", SimConfig.from_dict(self.screen))
@@ -208,22 +227,24 @@ PROFILES = {
         screen={"n_proteins": 45, "cells_per_protein": 8, "min_per_class": 3, "split_fractions": (0.6, 0.1, 0.3)},
         budget_tflop=0.04, seeds=(0, 1), widths={"deeploc": 0.125, "pifia": 0.125, "pci": 0.125, "ae": 0.125}, embed_crops="centre",
         fine_tune_share=0.25, n_boot=10, cellprofiler_cells=2,
-        huh_proteins=120, huh_cells_per_protein=4, max_per_class=12, shift_cells_per_protein=4,
+        huh_proteins=120, huh_cells_per_protein=4, huh_cellprofiler_cells=None, huh_abundance_ablation=True,
+        max_per_class=12, shift_cells_per_protein=4,
         hpa_screen={"n_proteins": 48, "images_per_protein": 2, "imaging": {"size": 64}}, hpa_width=0.125,
         hpa_epochs=1, hpa_max_steps=4, throughput_images=4,
         sweep_screen={"n_proteins": 45, "cells_per_protein": 4, "min_per_class": 3, "seed": 100,
                       "split_fractions": (0.6, 0.1, 0.3)},
         sweep_levels=(0.0, 1.0), sweep_expression_levels=(1.0,), sweep_retrain=False, sweep_budget_tflop=0.01,
-        sweep_cellprofiler="like", sweep_cellprofiler_cells=1, calibration_proteins=200),
+        sweep_cellprofiler="like", sweep_cellprofiler_cells=1, calibration_proteins=120),
     "default": BookProfile(
         name="default",
-        screen={"n_proteins": 600, "cells_per_protein": 30, "min_per_class": 4, "split_fractions": (0.6, 0.1, 0.3)},
+        screen={"n_proteins": 600, "cells_per_protein": 15, "min_per_class": 4, "split_fractions": (0.6, 0.1, 0.3)},
         budget_tflop=2.0, seeds=(0, 1, 2), widths={"deeploc": 0.125, "pifia": 0.25, "pci": 0.25, "ae": 0.5}, embed_crops="centre",
-        fine_tune_share=0.25, n_boot=100, cellprofiler_cells=5,
-        huh_proteins=1000, huh_cells_per_protein=8, max_per_class=100, shift_cells_per_protein=10,
+        fine_tune_share=0.25, n_boot=100, cellprofiler_cells=3,
+        huh_proteins=600, huh_cells_per_protein=6, huh_cellprofiler_cells=None, huh_abundance_ablation=False,
+        max_per_class=50, shift_cells_per_protein=10,
         hpa_screen={"n_proteins": 300, "images_per_protein": 3, "imaging": {"size": 128}}, hpa_width=0.25,
-        hpa_epochs=16, hpa_max_steps=None, throughput_images=32,
-        sweep_screen={"n_proteins": 150, "cells_per_protein": 6, "min_per_class": 4, "seed": 100,
+        hpa_epochs=12, hpa_max_steps=None, throughput_images=32,
+        sweep_screen={"n_proteins": 150, "cells_per_protein": 5, "min_per_class": 4, "seed": 100,
                       "split_fractions": (0.6, 0.1, 0.3)},
         sweep_levels=(0.0, 1.0), sweep_expression_levels=(1.0,), sweep_retrain=False, sweep_budget_tflop=2.0,
         sweep_cellprofiler="like", sweep_cellprofiler_cells=2, calibration_proteins=1000),
@@ -232,7 +253,8 @@ PROFILES = {
         screen={"n_proteins": 2000, "cells_per_protein": 100, "min_per_class": 4, "split_fractions": (0.6, 0.1, 0.3)},
         budget_tflop=27000.0, seeds=(0, 1, 2), widths={"deeploc": 1.0, "pifia": 1.0, "pci": 1.0, "ae": 1.0}, embed_crops="five",
         fine_tune_share=0.25, n_boot=200, cellprofiler_cells=None,
-        huh_proteins=None, huh_cells_per_protein=40, max_per_class=1000, shift_cells_per_protein=40,
+        huh_proteins=None, huh_cells_per_protein=40, huh_cellprofiler_cells=10, huh_abundance_ablation=True,
+        max_per_class=1000, shift_cells_per_protein=40,
         hpa_screen={"n_proteins": 2000, "images_per_protein": 6, "imaging": {"size": 512}},
         hpa_width=1.0, hpa_epochs=40, hpa_max_steps=None, throughput_images=512,
         sweep_screen={"n_proteins": 600, "cells_per_protein": 30, "min_per_class": 4, "seed": 100,
@@ -300,8 +322,9 @@ def seed_runs(model, profile, dataset, data_dir, *, seeds=None, embed_crops="cen
 
     Each seed's run lives in :func:`~protrep.training.runs.run_path` ``(data_dir, model,
     profile.name, seed)``; a finished run with the same configuration is reused (resume).
-    Every run's cell and protein embeddings are written beside it
-    (``embeddings.csv.gz``, ``embeddings.proteins.csv.gz``) for chapter 4.
+    Every run's protein embeddings are written beside it (``embeddings.proteins.csv.gz``)
+    for chapter 4, and the first seed's cell embeddings too (``embeddings.csv.gz``;
+    ``protrep embed`` writes them for any run).
 
     Parameters
     ----------
@@ -327,13 +350,15 @@ def seed_runs(model, profile, dataset, data_dir, *, seeds=None, embed_crops="cen
     profile = profile if isinstance(profile, BookProfile) else book_profile(profile)
     dev = resolve_device(device)
     out = {}
-    for s in (profile.seeds if seeds is None else seeds):
+    seeds = list(profile.seeds if seeds is None else seeds)
+    images = stretched(dataset) if len(seeds) > 1 else dataset  # one stretch for every seed's embedding
+    for s in seeds:
         model_config, train_config = yeast_training(model, profile, seed=int(s), device=device,
                                                     n_classes=identity_classes(model, dataset), **options)
         run = run_path(data_dir, model, profile.name, seed=int(s))
         history = train(model_config, train_config, dataset, run, resume=True, overwrite=True, progress=progress)
         net, _ = load_run(run, device=dev)
-        features = embed_cells(net, dataset, crops=embed_crops, device=dev)
-        _, protein_table = write_embeddings(dataset, features, run / "embeddings.csv.gz")
+        features = embed_cells(net, images, crops=embed_crops, device=dev)
+        _, protein_table = write_embeddings(dataset, features, run / "embeddings.csv.gz", cells=s == seeds[0])
         out[int(s)] = {"history": history, "run": run, "features": features, "protein_table": protein_table}
     return out

@@ -58,7 +58,7 @@ from .evaluation.cellprofiler import cellprofiler_tables
 from .evaluation.handcrafted import protein_tables
 from .evaluation.paired import compare_seeds
 from .evaluation.retrieval import functional_ap, localization_reference
-from .inference.embed import embed_runs
+from .inference.embed import embed_runs, stretched
 from .profiles import YEAST_MODELS, BookProfile, book_profile, seed_runs
 from .progress import progress as progress_bar
 from .training.runs import run_path
@@ -120,7 +120,8 @@ def _embeddings(book, ds, data_dir, where, *, seeds, retrain, device, progress):
     if missing:
         raise FileNotFoundError(f"no trained run at {missing[0]} (and {len(missing) - 1} more): run chapters 2 and 3 "
                                 "first, or sweep with retrain=True")
-    return {m: embed_runs(rs, ds, device=device) for m, rs in runs.items()}
+    images = stretched(ds)  # one percentile stretch for every model and seed
+    return {m: embed_runs(rs, images, device=device) for m, rs in runs.items()}
 
 
 def sweep_point(data_dir, profile, knobs, *, seeds=None, retrain=None, n_boot=None, seed=0, device="cpu",

@@ -261,6 +261,19 @@ def test_seed_runs_train_one_run_per_seed(data, tmp_path):
     a, b = (runs[s]["protein_table"] for s in (0, 2))
     assert len(a) == data.meta["protein"].nunique() and not np.allclose(a[feature_columns(a)], b[feature_columns(b)])
     assert (runs[0]["run"] / "embeddings.proteins.csv.gz").is_file()
+    # cell tables for the first seed only; every seed's protein table
+    assert (runs[0]["run"] / "embeddings.csv.gz").is_file() and not (runs[2]["run"] / "embeddings.csv.gz").exists()
+    assert (runs[2]["run"] / "embeddings.proteins.csv.gz").is_file()
+
+
+def test_embedding_a_stretched_dataset_equals_embedding_the_raw_one(data, tmp_path):
+    from protrep.inference.embed import stretched
+
+    train(_model("ae"), FAST, data, tmp_path / "ae", progress=False)
+    model, _ = load_run(tmp_path / "ae")
+    pre = stretched(data)
+    assert pre.info["stretched"] and stretched(pre) is pre and pre.images.dtype == np.float32
+    np.testing.assert_array_equal(embed_cells(model, pre), embed_cells(model, data))
 
 
 @pytest.mark.parametrize("bad", [{"epochs": None}, {"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")},

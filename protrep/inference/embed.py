@@ -10,13 +10,31 @@ from ..data.normalize import percentile_stretch
 from ..data.tables import embedding_tables, protein_table_path, write_table
 from ..training.runs import load_run
 
-__all__ = ["embed_cells", "predict_cells", "forward_examples", "write_embeddings", "embed_runs"]
+__all__ = ["embed_cells", "predict_cells", "forward_examples", "write_embeddings", "embed_runs", "stretched"]
 
 
 def _batches(ds, batch_size, device):
+    done = ds.info.get("stretched", False)  # stretched once by `stretched` for several models
     for start in range(0, len(ds), batch_size):
-        x = percentile_stretch(ds.images[start:start + batch_size])
+        x = ds.images[start:start + batch_size]
+        x = np.ascontiguousarray(x, dtype=np.float32) if done else percentile_stretch(x)
         yield torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
+
+
+def stretched(ds):
+    """``ds`` with every crop already percentile-stretched, for embedding it with several runs.
+
+    The stretch is the same whichever model follows (:func:`protrep.data.normalize.percentile_stretch`),
+    so doing it once saves about 5 s per 18,000 crops and run on two cores; the images
+    take float32 memory (590 MB for 18,000 two-channel 64 x 64 crops). Embedding functions
+    of this module recognise the result (``info["stretched"]``) and skip their own stretch.
+    """
+    from ..data.dataset import CellDataset
+
+    if ds.info.get("stretched", False):
+        return ds
+    return CellDataset(images=percentile_stretch(ds.images), meta=ds.meta, channels=ds.channels, classes=ds.classes,
+                       masks=ds.masks, source=ds.source, format=ds.format, info={**ds.info, "stretched": True})
 
 
 def _prepare(model, device):
@@ -74,18 +92,22 @@ def forward_examples(model, ds, index, *, seed=0, device="cpu"):
     return {k: v.float().cpu().numpy() for k, v in result.items()}
 
 
-def write_embeddings(ds, features, path):
+def write_embeddings(ds, features, path, *, cells=True):
     """Write the cell table to ``path`` and the protein table beside it (:func:`protein_table_path`).
+
+    ``cells=False`` writes the protein table only (the cell table of 18,000 crops takes 4 to
+    12 s to format and compress).
 
     Returns
     -------
     cells, proteins : DataFrame
         The two tables of :func:`embedding_tables`.
     """
-    cells, proteins = embedding_tables(ds, features)
-    write_table(cells, path)
+    cell_table, proteins = embedding_tables(ds, features)
+    if cells:
+        write_table(cell_table, path)
     write_table(proteins, protein_table_path(path))
-    return cells, proteins
+    return cell_table, proteins
 
 
 
@@ -107,6 +129,7 @@ def embed_runs(runs, ds, *, crops="centre", device="cpu"):
         One protein table per run, in the order of ``runs``.
     """
     tables = []
+    ds = stretched(ds) if len(runs) > 1 else ds
     for run in runs:
         model, _ = load_run(run, device=device)
         tables.append(embedding_tables(ds, embed_cells(model, ds, crops=crops, device=device))[1])
