@@ -55,13 +55,12 @@ def _download(args):
 
 def _train(args):
     from .data.readers import open_dataset
-    from .data.dataset import protein_identity
-    from .models import ModelConfig, model_class
+    from .models import ModelConfig
+    from .profiles import identity_classes
     from .training.loop import TrainConfig, train
 
     ds = open_dataset(args.data)
-    identity = model_class(args.model).target == "protein"  # PIFiA: one class per training protein
-    n_classes = len(protein_identity(ds).classes) if identity else len(ds.classes) or 15
+    n_classes = identity_classes(args.model, ds) or len(ds.classes) or 15  # PIFiA: one class per training protein
     model_config = _config_from(args, ModelConfig, name=args.model, in_channels=ds.images.shape[1],
                                 n_classes=n_classes, image_size=ds.images.shape[-1])
     history = train(model_config, _config_from(args, TrainConfig), ds, args.out, resume=args.resume,

@@ -51,7 +51,7 @@ import pandas as pd
 
 from .data.dataset import load_dataset, load_proteins
 from .data.proteome import huh2003_proteome, proteome_standards, synthetic_proteome
-from .data.simulate import ensure_dataset, find_huh_table
+from .data.simulate import SimConfig, ensure_dataset, find_huh_table
 from .data.standards import load_standards
 from .data.tables import feature_columns
 from .evaluation.cellprofiler import cellprofiler_tables
@@ -79,7 +79,8 @@ def _knobs(knobs):
     unknown = set(knobs) - set(KNOBS)
     if unknown:
         raise ValueError(f"unknown knob(s) {sorted(unknown)}; the knobs are {list(KNOBS)}")
-    out = {"coupling": 1.0, "trait_strength": 1.0, "function_expression": 0.0}
+    fields = SimConfig.__dataclass_fields__  # the book's screen: SimConfig's defaults
+    out = {k: float(fields[k].default) for k in KNOBS}
     out.update({k: float(v) for k, v in knobs.items()})
     for k, v in out.items():
         if not 0.0 <= v <= 1.0:

@@ -6,6 +6,7 @@ See :mod:`protrep.models` for the interface and the conventions these implement.
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, from_dict
@@ -93,8 +94,6 @@ def conv_trunk(convs, x, layer, pool_after, *, ceil_mode):
     Returns ``(None, features)`` as soon as ``layer`` is ``"conv<i>"`` (the spatial maximum
     of that convolution's output), else ``(activations, None)`` after the last pool.
     """
-    import torch.nn.functional as F
-
     for i, conv in enumerate(convs, start=1):
         x = conv(x)
         if layer == f"conv{i}":
