@@ -175,10 +175,12 @@ def _evaluate_map(args, method, embedding, standards):
 
 
 def _background(args):
+    import pandas as pd
+
     from .atomic import write_json
     from .data.readers import open_dataset
     from .data.tables import write_table
-    from .evaluation.confounding import format_table1, run_background
+    from .evaluation.background import run_background
     from .training.runs import check_compatible, load_run, resolve_device
 
     device = resolve_device(args.device)
@@ -190,18 +192,32 @@ def _background(args):
             raise ValueError(f"--run takes NAME=RUN_DIR (e.g. deeploc=data/runs/deeploc), got {spec!r}")
         model, info = load_run(path, device=device)
         check_compatible(ds, model.config, classes=info.get("classes") if model.is_classifier else None)
-        models[name] = model
-    result = run_background(ds, models, handcrafted=not args.no_handcrafted, max_per_class=args.max_per_class,
-                            folds=args.folds, n_jobs=args.jobs, seed=args.seed, device=device,
-                            threshold=args.threshold, progress=not args.quiet)
-    print(f"mean pairwise linear-SVM accuracy (± 3 SE over class pairs), {result['summary']['n_cells']} cells")
-    print(format_table1(result["table1"]).to_string())
-    if result["kl_changed_fraction"]:
-        print(f"\nproteins whose localization changes without background (KL > {args.threshold} nats):")
-        for name, frac in result["kl_changed_fraction"].items():
-            print(f"  {name}: {frac:.1%}")
+        models.setdefault(name, []).append(model)  # a name given again: another training seed
+    masked = set(args.masked or [])
+    unknown = masked - set(models)
+    if unknown:
+        raise ValueError(f"--masked names {sorted(unknown)}, which no --run gives")
+    result = run_background(ds, models, protocol=args.protocol, masked=masked, handcrafted=not args.no_handcrafted,
+                            max_per_class=args.max_per_class, folds=args.folds, n_jobs=args.jobs, seed=args.seed,
+                            device=device, threshold=args.threshold, n_boot=args.n_boot, progress=not args.quiet)
+    summary = result["summary"]
+    table = result["table"]
+    settings = [c for c in table.columns.get_level_values(0).unique()]
+    if args.protocol == "published":
+        print(f"published protocol: mean pairwise accuracy (± 3 SE over classes), {summary['n_cells']} cells")
+        shown = {c: [f"{table.loc[m, (c, 'mean')]:.3f} ± {table.loc[m, (c, 'err')]:.3f}" for m in table.index]
+                 for c in settings}
+    else:
+        print(f"strict protocol: mean pairwise accuracy [95% interval over classes and seeds], {summary['n_cells']} "
+              f"cells of {summary['n_proteins']} held-out proteins")
+        shown = {c: [f"{table.loc[m, (c, 'mean')]:.3f} [{table.loc[m, (c, 'low')]:.3f}, {table.loc[m, (c, 'high')]:.3f}]"
+                     for m in table.index] for c in settings}
+    print(pd.DataFrame(shown, index=table.index).to_string())
+    for name, frac in summary.get("kl_changed_fraction", {}).items():
+        print(f"  held-out multi-localized proteins changed without background (KL > {args.threshold} nats), "
+              f"{name}: {frac:.1%}")
     write_json(args.out, {"data": str(args.data), "runs": args.run, "seed": args.seed, "folds": args.folds,
-                          "max_per_class": args.max_per_class, **result["summary"]})
+                          "max_per_class": args.max_per_class, **summary})
     if args.pairs:
         write_table(result["pairs"], args.pairs)
     print(f"\nresults: {args.out}" + (f", pairs: {args.pairs}" if args.pairs else ""))
@@ -327,10 +343,18 @@ def _background_parser(sub):
                                           "features under five background settings")
     b.add_argument("data", help="dataset with centre-cell masks (protrep-cells folder)")
     b.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
-                   help="a trained run and the name it gets in the tables; repeat for several models")
+                   help="a trained run and the name it gets in the tables; repeat for several models, and repeat a "
+                        "name for its other training seeds")
+    b.add_argument("--protocol", choices=("strict", "published"), default="strict",
+                   help="strict: held-out proteins, protein-grouped folds, matched donors, every seed (default); "
+                        "published: Gupta et al.'s layers, classifier, folds and table")
+    b.add_argument("--masked", action="append", metavar="NAME",
+                   help="a model trained on masked crops (background_mode='mask'): its crops are masked too")
     b.add_argument("--no-handcrafted", action="store_true", help="leave out the CellProfiler-like features")
-    b.add_argument("--max-per-class", type=int, default=1000, help="cells per class at most (default 1000)")
-    b.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
+    b.add_argument("--max-per-class", type=int, default=1000,
+                   help="published: the first cells per class; strict: held-out cells per class (default 1000)")
+    b.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    b.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the strict intervals")
     b.add_argument("--jobs", type=int, default=-1, help="parallel processes for the SVM grid (default: all cores)")
     b.add_argument("--threshold", "--kl-threshold", type=float, default=0.1,
                    help="KL divergence (nats) above which a protein's distribution counts as changed")

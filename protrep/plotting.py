@@ -5,7 +5,7 @@ import numpy as np
 
 __all__ = ["paired_differences",
            "composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
-           "distributions", "ap_bars", "setting_lines", "heatmap", "quality_curves", "phase_diagram", "METHOD_COLORS"]
+           "distributions", "ap_bars", "setting_lines", "interval_forest", "heatmap", "quality_curves", "phase_diagram", "METHOD_COLORS"]
 
 
 def _stretch(x, lo=0.5, hi=99.8):
@@ -284,7 +284,9 @@ def setting_lines(table, *, published=None, ax=None, title=None):
     Parameters
     ----------
     table : DataFrame
-        :func:`protrep.evaluation.confounding.table1` (index models; columns ``(setting, "mean"|"err")``).
+        Index models; columns ``(setting, "mean")`` with ``(setting, "err")`` (symmetric
+        error, :func:`protrep.evaluation.confounding.table1`) or ``(setting, "low")`` and
+        ``(setting, "high")`` (an interval, :func:`protrep.evaluation.protocols.bootstrap_table`).
     published : DataFrame, optional
         The same layout for published models, drawn dashed and grey-toned.
     """
@@ -294,8 +296,12 @@ def setting_lines(table, *, published=None, ax=None, title=None):
     x = np.arange(len(settings))
     for k, model in enumerate(table.index):
         row = table.loc[model]
-        ax.errorbar(x + 0.03 * (k - len(table) / 2), [row[(s, "mean")] for s in settings],
-                    yerr=[row[(s, "err")] for s in settings], marker="o", capsize=3, color=f"C{k}", label=model)
+        mean = np.array([row[(s, "mean")] for s in settings], float)
+        if (settings[0], "low") in row.index:
+            yerr = np.array([[m - row[(s, "low")], row[(s, "high")] - m] for s, m in zip(settings, mean)]).T
+        else:
+            yerr = [row[(s, "err")] for s in settings]
+        ax.errorbar(x + 0.03 * (k - len(table) / 2), mean, yerr=yerr, marker="o", capsize=3, color=f"C{k}", label=model)
     if published is not None:
         for k, model in enumerate(published.index):
             row = published.loc[model]
@@ -307,6 +313,34 @@ def setting_lines(table, *, published=None, ax=None, title=None):
     ax.set_ylabel("mean pairwise linear-SVM accuracy")
     ax.axhline(0.5, color="k", lw=0.5, ls=":")
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def interval_forest(table, *, group=None, ax=None, title=None, xlabel=None, reference=0.0):
+    """Estimates with intervals, one row each: ``table`` has ``mean, low, high`` (index: row labels).
+
+    ``group`` (a column) colours the rows and offsets rows of the same label, e.g. the swap
+    and the native test of one model side by side; a vertical line marks ``reference``.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.2))
+    labels = list(dict.fromkeys(table.index))
+    groups = list(dict.fromkeys(table[group])) if group else [None]
+    for g_i, g in enumerate(groups):
+        part = table if group is None else table[table[group] == g]
+        y = np.array([labels.index(i) for i in part.index]) + (0.0 if group is None else 0.25 * (g_i - (len(groups) - 1) / 2))
+        ax.errorbar(part["mean"], y, xerr=[part["mean"] - part["low"], part["high"] - part["mean"]], fmt="o",
+                    capsize=3, color=f"C{g_i}", label=g)
+    ax.axvline(reference, color="k", lw=0.8, ls=":")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels)
+    ax.invert_yaxis()
+    if group:
+        ax.legend(fontsize=8)
+    if xlabel:
+        ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title, fontsize=10)
     return ax

@@ -122,7 +122,12 @@ class BookProfile(Config):
     huh_abundance_ablation : bool
         Also render the real abundance of every ORF in that section (the ablation row).
     max_per_class : int
-        Cells per class in the pairwise SVM grid (chapter 5; Gupta et al.: 1,000).
+        The first cells per class in chapter 5's published protocol (Gupta et al.: 1,000).
+    heldout_per_class : int
+        Cells of held-out proteins per class in chapter 5's strict protocol.
+    native_per_class : int or None
+        Held-out proteins per class rendered in mixed wells for the native test (chapter 5;
+        None: all).
     shift_cells_per_protein : int
         Cells per multi-localized protein for the localization shift (chapter 5).
     hpa_screen : HPASimConfig
@@ -169,6 +174,8 @@ class BookProfile(Config):
     huh_cellprofiler_cells: int | None
     huh_abundance_ablation: bool
     max_per_class: int
+    heldout_per_class: int
+    native_per_class: int | None
     shift_cells_per_protein: int
     hpa_screen: HPASimConfig
     hpa_width: float
@@ -192,9 +199,11 @@ class BookProfile(Config):
             raise ValueError(f"seeds must be distinct non-negative integers, got {self.seeds}")
         object.__setattr__(self, "seeds", seeds)
         check_share(self, "fine_tune_share")
-        check_int(self, "n_boot", "huh_cells_per_protein", "max_per_class", "shift_cells_per_protein", "hpa_epochs",
+        check_int(self, "n_boot", "huh_cells_per_protein", "max_per_class", "heldout_per_class",
+                  "shift_cells_per_protein", "hpa_epochs",
                   "throughput_images", low=1)
-        check_int(self, "huh_proteins", "hpa_max_steps", "cellprofiler_cells", "huh_cellprofiler_cells", low=1,
+        check_int(self, "huh_proteins", "hpa_max_steps", "cellprofiler_cells", "huh_cellprofiler_cells",
+                  "native_per_class", low=1,
                   none=True)
         if set(self.widths) != set(YEAST_MODELS) or not all(w > 0 for w in self.widths.values()):
             raise ValueError(f"widths must give a positive width for each of {list(YEAST_MODELS)}, got {self.widths}")
@@ -224,11 +233,11 @@ class BookProfile(Config):
 PROFILES = {
     "quick": BookProfile(
         name="quick",
-        screen={"n_proteins": 45, "cells_per_protein": 8, "min_per_class": 3, "split_fractions": (0.6, 0.1, 0.3)},
+        screen={"n_proteins": 60, "cells_per_protein": 6, "min_per_class": 4, "split_fractions": (0.4, 0.1, 0.5)},
         budget_tflop=0.04, seeds=(0, 1), widths={"deeploc": 0.125, "pifia": 0.125, "pci": 0.125, "ae": 0.125}, embed_crops="centre",
         fine_tune_share=0.25, n_boot=10, cellprofiler_cells=2,
         huh_proteins=120, huh_cells_per_protein=4, huh_cellprofiler_cells=None, huh_abundance_ablation=True,
-        max_per_class=12, shift_cells_per_protein=4,
+        max_per_class=12, heldout_per_class=24, native_per_class=2, shift_cells_per_protein=4,
         hpa_screen={"n_proteins": 48, "images_per_protein": 2, "imaging": {"size": 64}}, hpa_width=0.125,
         hpa_epochs=1, hpa_max_steps=4, throughput_images=4,
         sweep_screen={"n_proteins": 45, "cells_per_protein": 4, "min_per_class": 3, "seed": 100,
@@ -241,7 +250,7 @@ PROFILES = {
         budget_tflop=2.0, seeds=(0, 1, 2), widths={"deeploc": 0.125, "pifia": 0.25, "pci": 0.25, "ae": 0.5}, embed_crops="centre",
         fine_tune_share=0.25, n_boot=100, cellprofiler_cells=3,
         huh_proteins=600, huh_cells_per_protein=6, huh_cellprofiler_cells=None, huh_abundance_ablation=False,
-        max_per_class=50, shift_cells_per_protein=10,
+        max_per_class=50, heldout_per_class=75, native_per_class=6, shift_cells_per_protein=10,
         hpa_screen={"n_proteins": 300, "images_per_protein": 3, "imaging": {"size": 128}}, hpa_width=0.25,
         hpa_epochs=12, hpa_max_steps=None, throughput_images=32,
         sweep_screen={"n_proteins": 150, "cells_per_protein": 5, "min_per_class": 4, "seed": 100,
@@ -254,7 +263,7 @@ PROFILES = {
         budget_tflop=27000.0, seeds=(0, 1, 2), widths={"deeploc": 1.0, "pifia": 1.0, "pci": 1.0, "ae": 1.0}, embed_crops="five",
         fine_tune_share=0.25, n_boot=200, cellprofiler_cells=None,
         huh_proteins=None, huh_cells_per_protein=40, huh_cellprofiler_cells=10, huh_abundance_ablation=True,
-        max_per_class=1000, shift_cells_per_protein=40,
+        max_per_class=1000, heldout_per_class=1000, native_per_class=None, shift_cells_per_protein=40,
         hpa_screen={"n_proteins": 2000, "images_per_protein": 6, "imaging": {"size": 512}},
         hpa_width=1.0, hpa_epochs=40, hpa_max_steps=None, throughput_images=512,
         sweep_screen={"n_proteins": 600, "cells_per_protein": 30, "min_per_class": 4, "seed": 100,

@@ -131,16 +131,27 @@ def test_verdicts_follow_from_the_numbers_they_state(book):
             assert r_["same_leader"] == (r_["paper_order"].split(" > ")[0] == r_["our_order"].split(" > ")[0])
 
     bg = r["05_background"]
-    gap = bg["confounded"]["gap"]
-    for m, g in gap.items():
-        assert g == pytest.approx(bg["table1"][m]["same"] - bg["table1"][m]["diff"])
-    assert bg["confounded"]["confounded"] == [m for m, g in gap.items() if g > bg["confounded"]["min_gap"]]
-    for inv, v in bg["invariance"].items():
-        ref = v["reference"]
-        assert v["shrinks"] == ("beyond 3 SE" if v["gap_change"] + v["err"] < 0 else
-                                "within 3 SE" if v["gap_change"] < 0 else "no")
-        assert v["base"] == {m: bg["table1"][m]["base"] for m in (ref, inv)}
-        assert v["base_holds"] == (v["base"][inv] >= v["base"][ref] - 0.01)
+    assert set(bg["table1"]) >= {"deeploc", "pifia", "pci", "ae", "cellprofiler", "deeploc_invariant", "ae_invariant",
+                                 "deeploc_masked"}
+    assert set(bg["published_protocol"]["table1"]) == {"deeploc", "pifia", "pci"}
+    for m, row in bg["table1"].items():
+        for setting, mean in row.items():
+            low, high = bg["table1_interval"][m][setting]
+            assert low <= mean <= high, (m, setting)
+        g = bg["same_minus_diff"][m]
+        assert g["low"] <= g["mean"] <= g["high"]
+    for m, v in bg["native"].items():
+        assert set(v) == {"base", "same", "diff", "gap", "gap_low", "gap_high"}
+        assert v["gap_low"] <= v["gap"] <= v["gap_high"]
+    for inv, tests in bg["invariance"].items():
+        for test, v in tests.items():
+            ref = [m for m in v["base"] if m != inv][0]
+            assert v["shrinks"] == (v["gap_change_high"] < 0)
+            assert v["base_within_2_points"] == (v["base"][inv] >= v["base"][ref] - 0.02)
+            table = bg["table1"] if test == "swap" else bg["native"]
+            assert v["base"][inv] == pytest.approx(table[inv]["base"])
+    assert set(bg["kl_changed_fraction"]) <= set(bg["table1"])
+    assert all(0 <= f <= 1 for f in bg["kl_changed_fraction"].values())
 
     wd = r["07_what_decides"]
     assert wd["models"] == ["deeploc", "pifia", "pci", "ae", "cellprofiler"] and wd["grid"]

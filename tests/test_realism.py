@@ -58,7 +58,10 @@ def test_psd_slope_recovers_power_law_exponent(beta, seed):
     # 16 crops of 64 x 64 cut from a 256 x 256 field (so the crops are not periodic)
     field = power_law_noise(256, beta, np.random.default_rng(seed))
     crops = field.reshape(4, 64, 4, 64).swapaxes(1, 2).reshape(16, 64, 64)
-    assert psd_slope(crops).mean() == pytest.approx(-beta, abs=0.3)  # sd 0.07
+    # sd 0.074 over noise seeds (measured on 300) and a bias up to 0.13 at beta 4: 0.45 leaves
+    # 4 SD beyond the bias, so 15 random draws per run fail about once in 10^4 runs (0.3
+    # failed about one run in 15: seed 128 misses by 0.31 at every beta)
+    assert psd_slope(crops).mean() == pytest.approx(-beta, abs=0.45)
 
 
 def test_psd_slope_is_scale_and_offset_free():

@@ -136,7 +136,7 @@ def test_ensure_dataset_reuses_only_the_same_config(tmp_path):
     from protrep.profiles import book_profile
 
     config = book_profile("quick", seed=1).screen
-    assert config.n_proteins == 45 and config.cells_per_protein == 8 and config.seed == 1
+    assert config.n_proteins == 60 and config.cells_per_protein == 6 and config.seed == 1
     first = ensure_dataset(tmp_path / "d", config, workers=1, progress=False)
     assert first["reused"] is False and first["n_cells"] > 0
     assert ensure_dataset(tmp_path / "d", config, workers=1, progress=False)["reused"] is True

@@ -16,6 +16,7 @@ imports nothing from the later ones, and nothing here imports torch.
 ``download``        public originals with checksums
 ``normalize``       the per-cell percentile stretch every model sees
 ``backgrounds``     the five background settings of Gupta et al. around a fixed centre cell
+``mixed``           mixed wells: a share of the cells express a neighbour protein
 ``tables``          embedding and prediction tables and their files
 ``realism``         statistics comparing simulated crops with real ones
 ==================  =========================================================================

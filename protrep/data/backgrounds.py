@@ -41,7 +41,7 @@ from ..errors import DataError
 from ..progress import progress as progress_bar
 
 __all__ = ["SETTINGS", "background_stats", "compose", "mask_background", "draw_donors", "background_setting",
-           "partial_stats"]
+           "partial_stats", "background_brightness", "matched_donors"]
 
 SETTINGS = ("base", "mask", "same", "diff", "cellfree")
 _MIN_FREE = 64
@@ -149,7 +149,7 @@ def draw_donors(labels, proteins, pool_labels, pool_proteins, *, same, rng):
     return donors
 
 
-def background_setting(ds, setting, *, index=None, donors=None, stats=None, seed=0):
+def background_setting(ds, setting, *, index=None, donors=None, donor_of=None, stats=None, seed=0):
     """Cells ``index`` of ``ds`` in one background setting, as a new :class:`CellDataset`.
 
     Parameters
@@ -203,14 +203,18 @@ def background_setting(ds, setting, *, index=None, donors=None, stats=None, seed
         else:
             labels = ds.meta["label"].to_numpy()
             proteins = ds.meta["protein"].to_numpy()
-            if (labels[index] < 0).any():
+            if donor_of is not None:
+                donors, donor_of = np.arange(len(ds)), np.asarray(donor_of)
+                if donor_of.shape != index.shape:
+                    raise ValueError(f"donor_of must give one donor per recipient: {donor_of.shape} for {index.shape}")
+            elif (labels[index] < 0).any():
                 raise ValueError("same/diff swaps need a class label for every recipient cell")
             if donors is None:
                 donors = np.flatnonzero((labels >= 0) & ~ds.meta["localization"].astype(str).str.contains(";"))
             donors = np.asarray(donors)
-            pick = draw_donors(labels[index], proteins[index], labels[donors], proteins[donors],
-                               same=setting == "same", rng=rng)
-            donor = donors[pick]
+            donor = donor_of if donor_of is not None else donors[
+                draw_donors(labels[index], proteins[index], labels[donors], proteins[donors], same=setting == "same",
+                            rng=rng)]
             dlev, _ = stats_of(donor)
             background = ds.images[donor].astype(np.float32) + (lev - dlev)[:, :, None, None]
         images = compose(images, masks, background)
@@ -227,3 +231,70 @@ def partial_stats(ds, index, *, progress=True):
     noise = level.copy()
     level[index], noise[index] = background_stats(ds.images[index], ds.masks[index], progress=progress)
     return level, noise
+
+
+def background_brightness(images, masks, level, *, channel=0, q=99.9):
+    """How bright a crop's surroundings are: the ``q``-th percentile of ``channel`` outside the centre cell, over the level.
+
+    The per-crop percentile stretch every model applies (:func:`protrep.data.normalize.percentile_stretch`,
+    99.9th percentile) is set by the brightest pixels of the crop; a swapped-in background
+    brighter than the recipient's own dims its centre cell after the stretch. Matching
+    donors on this quantity keeps the stretch as it was (:func:`matched_donors`).
+
+    Returns
+    -------
+    ndarray of float32 (n,)
+        ``percentile(outside, q) - level[:, channel]``, at least 1 (camera units).
+    """
+    images = np.asarray(images)
+    masks = np.asarray(masks, bool)
+    out = np.empty(len(images), np.float32)
+    for i in range(len(images)):
+        outside = images[i, channel][~masks[i]]
+        out[i] = np.percentile(outside, q) if outside.size else images[i, channel].max()
+    return np.maximum(out - np.asarray(level)[:, channel], 1.0)
+
+
+def matched_donors(labels, proteins, brightness, recipients, pool, *, same, k=5, rng):
+    """A donor for every recipient, of the same class (other protein) or another class, matched in brightness.
+
+    Candidates: cells of ``pool`` of the recipient's class from other proteins (``same``),
+    or of any other class (``not same``: every candidate cell equally likely before the
+    match, so classes enter in proportion to their cells, not uniformly). The donor is
+    drawn uniformly from the ``k`` candidates nearest to the recipient in log
+    :func:`background_brightness`, so that same and different swaps change the crops'
+    intensity scale equally little.
+
+    Parameters
+    ----------
+    labels, proteins, brightness : arrays (n,) over the whole dataset
+    recipients, pool : arrays of int
+        Indices of the recipients and of the cells that may donate.
+    same : bool
+    k : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray of int, aligned with ``recipients``
+        Dataset index of each donor.
+
+    Raises
+    ------
+    ValueError
+        When a recipient has no candidate (a class with a single protein in the pool, for a
+        same-class swap).
+    """
+    labels, proteins = np.asarray(labels), np.asarray(proteins)
+    pool = np.asarray(pool)
+    logb = np.log(np.asarray(brightness, np.float64))
+    out = np.empty(len(recipients), int)
+    for i, r in enumerate(np.asarray(recipients)):
+        ok = (labels[pool] == labels[r]) & (proteins[pool] != proteins[r]) if same else labels[pool] != labels[r]
+        cand = pool[ok]
+        if not len(cand):
+            raise ValueError(f"no {'same' if same else 'different'}-class donor in the pool for cell {r} "
+                             f"(class {labels[r]}, protein {proteins[r]})")
+        near = cand[np.argsort(np.abs(logb[cand] - logb[r]), kind="stable")[:k]]
+        out[i] = near[rng.integers(len(near))]
+    return out

@@ -121,7 +121,7 @@ class CellDataset:
             masks=None if self.masks is None else self.masks[index],
             source=self.source,
             format=self.format,
-            info=dict(self.info),
+            info={k: v for k, v in self.info.items() if not k.startswith("_")},  # "_": caches of these cells
         )
 
     def summary(self):

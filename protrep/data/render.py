@@ -29,6 +29,10 @@ Generative model of a field
    16-bit clipping.
 
 Nuisance (plate, field, expression, position) is drawn independently of protein function.
+
+A *mixed well* (``neighbour=`` of :func:`simulate_field`, as in pooled or co-culture
+screens) shows a second protein in a share of its cells; each cell takes traits,
+localization and expression from the protein it expresses (see :mod:`protrep.data.mixed`).
 """
 
 from dataclasses import dataclass
@@ -379,39 +383,32 @@ def _cell_mixture(rng, proteins_row, n):
     return w, np.argmax(w, axis=1)
 
 
-def simulate_field(rng, protein, plate, params=FieldParams(), bank=None):
-    """Simulate one field of view of a well expressing ``protein``.
+def _expression(protein):
+    """Median expression of a protein's cells, relative to a protein of abundance 2000."""
+    return float(np.clip(protein["abundance"] / 2000.0, 0.01, 100)) ** 0.5
 
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    protein : mapping
-        A row of a proteome table (:func:`protrep.data.proteome.synthetic_proteome`).
-    plate : PlateParams
-    params : FieldParams
-    bank : TextureBank, optional
 
-    Returns
-    -------
-    dict
-        ``image`` uint16 (2, size, size) in channel order (gfp, rfp); ``labels`` int32
-        (size, size) true cell labels (0 = background, cell i has label i + 1); ``label``
-        int (n,) the class index each cell shows (-1 for dead and ghost cells); ``state``
-        (n,) of "alive", "dead", "ghost"; ``xy`` float (n, 2) mother centres.
+def _cell_proteins(rng, proteins, expresses):
+    """Per-cell traits (n, 4), class weights (n, n_classes), own labels (n,) and expression (n,).
+
+    Cell ``i`` takes everything from ``proteins[expresses[i]]``; the random draws are those
+    of a one-protein field when ``proteins`` holds one protein.
     """
-    bank = bank or TextureBank()
-    cells = _place_cells(rng, params)
-    n = len(cells["a"])
-    g = _geometry(rng, cells)
-    traits = np.array([protein[f"trait_{j}"] for j in range(4)], np.float32)
-    t = np.clip(traits[None, :] + rng.normal(0, 0.05, (n, 4)), 0, 1).astype(np.float32)
-    weights, label = _cell_mixture(rng, protein, n)
-    state = np.full(n, "alive", dtype=object)
-    r = rng.random(n)
-    state[r < params.dead_fraction] = "dead"
-    state[(r >= params.dead_fraction) & (r < params.dead_fraction + params.ghost_fraction)] = "ghost"
-    alive = state == "alive"
+    n = len(expresses)
+    traits = np.array([[p[f"trait_{j}"] for j in range(4)] for p in proteins], np.float32)[expresses]
+    t = np.clip(traits + rng.normal(0, 0.05, (n, 4)), 0, 1).astype(np.float32)
+    weights = np.zeros((n, len(CLASSES)), np.float32)
+    label = np.zeros(n, np.intp)
+    for k, protein in enumerate(proteins):
+        idx = np.flatnonzero(expresses == k)
+        weights[idx], label[idx] = _cell_mixture(rng, protein, len(idx))
+    expr = np.array([_expression(p) for p in proteins], np.float32)[expresses]
+    return t, weights, label, expr
 
+
+def _cell_signals(rng, g, t, weights, alive, bank):
+    """GFP and RFP of every cell (n, P, P) before expression: patterns, concentrations, leak, marker."""
+    n = len(t)
     occ_sum = g["occ"].sum(axis=(1, 2)) + 1e-6
     cyto_norm = g["cyto"] / (g["cyto"].sum(axis=(1, 2)) / occ_sum)[:, None, None]
     gfp = np.zeros_like(g["occ"])
@@ -427,32 +424,28 @@ def simulate_field(rng, protein, plate, params=FieldParams(), bank=None):
     gfp = (1 - leak) * gfp + leak * cyto_norm
     rfp = g["cyto"] + 0.75 * g["nuc"] + 0.3 * g["vac"]
     rfp = rfp * _texture(bank.draw(rng, n, "fine"), 0.08)
-    expr = float(np.clip(protein["abundance"] / 2000.0, 0.01, 100)) ** 0.5
-    cell_expr = expr * np.exp(rng.normal(0, 0.3, n)).astype(np.float32)
-    gfp *= cell_expr[:, None, None]
-    dead = state == "dead"
-    gfp[dead] = g["occ"][dead] * rng.uniform(1.5, 4.0, (dead.sum(), 1, 1))
-    rfp[dead] = g["occ"][dead] * 0.3
-    ghost = state == "ghost"
-    wall = _ring(g["depth"][ghost] - 1, np.full(ghost.sum(), 1.0)) * g["occ"][ghost]
-    gfp[ghost] = 0.15 * wall
-    rfp[ghost] = 0.12 * g["occ"][ghost] + 0.2 * wall
-    label = np.where(alive, label, -1)
+    return gfp, rfp
 
-    size, h = params.size, _PATCH // 2
+
+def _paste(cells, g, gfp, rfp, size):
+    """Cell patches pasted into a (2, size, size) canvas and the true label image (size, size)."""
+    h = _PATCH // 2
     canvas = np.zeros((2, size + _PATCH, size + _PATCH), np.float32)
     labels = np.zeros((size + _PATCH, size + _PATCH), np.int32)
     corner = np.floor(cells["xy"]).astype(int)
-    for i in range(n):
+    for i in range(len(corner)):
         x0, y0 = corner[i]
         sl = (slice(y0, y0 + _PATCH), slice(x0, x0 + _PATCH))
         canvas[0][sl] += gfp[i]
         canvas[1][sl] += rfp[i]
         mine = (g["occ"][i] > 0.5) & (labels[sl] == 0)
         labels[sl][mine] = i + 1
-    canvas = canvas[:, h:h + size, h:h + size]
-    labels = labels[h:h + size, h:h + size]
+    return canvas[:, h:h + size, h:h + size], labels[h:h + size, h:h + size]
 
+
+def _camera(rng, canvas, plate, params):
+    """Optics (PSF, defocus, vignetting) and camera (photon and read noise, offset, 16 bits): uint16 image."""
+    size = params.size
     sigma = params.psf_sigma + abs(plate.defocus + rng.normal(0, params.defocus_sd))
     blurred = ndimage.gaussian_filter(canvas, (0, sigma, sigma), mode="constant", truncate=3.0)
     yy, xx = np.ogrid[:size, :size]
@@ -470,6 +463,68 @@ def simulate_field(rng, protein, plate, params=FieldParams(), bank=None):
         sd = np.sqrt(photons * params.adu_per_photon ** 2 + params.read_noise ** 2)
         adu = photons * params.adu_per_photon + sd * rng.standard_normal(photons.shape, dtype=np.float32)
     adu += params.offset
-    image = np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
+    return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
+
+
+def simulate_field(rng, protein, plate, params=FieldParams(), bank=None, *, neighbour=None, neighbour_share=0.5):
+    """Simulate one field of view of a well expressing ``protein``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    protein : mapping
+        A row of a proteome table (:func:`protrep.data.proteome.synthetic_proteome`).
+    plate : PlateParams
+    params : FieldParams
+    bank : TextureBank, optional
+    neighbour : mapping, optional, keyword-only
+        Another row of the proteome table: a mixed well (as in pooled or co-culture
+        screens), where each cell independently expresses ``neighbour`` with probability
+        ``neighbour_share``, else ``protein``. Traits, localization and expression of a
+        cell come from the protein it expresses. None (the default): every cell expresses
+        ``protein``, with exactly the random draws of a field of an ordinary well.
+    neighbour_share : float, keyword-only
+        In [0, 1]; used only with ``neighbour``.
+
+    Returns
+    -------
+    dict
+        ``image`` uint16 (2, size, size) in channel order (gfp, rfp); ``labels`` int32
+        (size, size) true cell labels (0 = background, cell i has label i + 1); ``label``
+        int (n,) the class index each cell shows (-1 for dead and ghost cells); ``state``
+        (n,) of "alive", "dead", "ghost"; ``xy`` float (n, 2) mother centres;
+        ``expresses`` int (n,): 0 for cells expressing ``protein``, 1 for ``neighbour``;
+        ``n_cells``.
+    """
+    if neighbour is not None and not 0 <= neighbour_share <= 1:
+        raise ValueError(f"neighbour_share must be in [0, 1], got {neighbour_share!r}")
+    bank = bank or TextureBank()
+    cells = _place_cells(rng, params)
+    n = len(cells["a"])
+    g = _geometry(rng, cells)
+    if neighbour is None:  # no draw: an ordinary well's field, to the byte
+        proteins, expresses = (protein,), np.zeros(n, np.intp)
+    else:
+        proteins, expresses = (protein, neighbour), (rng.random(n) < neighbour_share).astype(np.intp)
+    t, weights, label, expr = _cell_proteins(rng, proteins, expresses)
+    state = np.full(n, "alive", dtype=object)
+    r = rng.random(n)
+    state[r < params.dead_fraction] = "dead"
+    state[(r >= params.dead_fraction) & (r < params.dead_fraction + params.ghost_fraction)] = "ghost"
+    alive = state == "alive"
+
+    gfp, rfp = _cell_signals(rng, g, t, weights, alive, bank)
+    gfp *= (expr * np.exp(rng.normal(0, 0.3, n)).astype(np.float32))[:, None, None]
+    dead = state == "dead"
+    gfp[dead] = g["occ"][dead] * rng.uniform(1.5, 4.0, (dead.sum(), 1, 1))
+    rfp[dead] = g["occ"][dead] * 0.3
+    ghost = state == "ghost"
+    wall = _ring(g["depth"][ghost] - 1, np.full(ghost.sum(), 1.0)) * g["occ"][ghost]
+    gfp[ghost] = 0.15 * wall
+    rfp[ghost] = 0.12 * g["occ"][ghost] + 0.2 * wall
+    label = np.where(alive, label, -1)
+
+    canvas, labels = _paste(cells, g, gfp, rfp, params.size)
+    image = _camera(rng, canvas, plate, params)
     return {"image": image, "labels": labels, "label": label.astype(int), "state": state,
-            "xy": cells["xy"], "n_cells": n}
+            "xy": cells["xy"], "n_cells": n, "expresses": expresses.astype(int)}

@@ -13,10 +13,15 @@
                   their protein tables, standardised and reduced by PCA
 ``confounding``   background confounding: pairwise linear SVMs, Table 1, localization shifts
                   (Gupta et al. 2025)
+``linear_svm``    many small linear SVMs (LinearSVC's objective) solved in one batch
+``protocols``     Table 1 as Gupta et al.'s code measures it, and the strict protocol (held-out
+                  proteins, grouped folds, matched donors, class-and-seed intervals); the
+                  native mixed-well design
+``background``    both protocols and the native test on trained models (``protrep background``)
 ``quality``       held-out quality of a trained model against its training compute
 ================  =========================================================================
 
-Functions that need trained models (``confounding.run_background``,
+Functions that need trained models (``background.run_background``,
 ``quality.sweep_point``) import the inference and training layers when called, so
 ``import protrep.evaluation`` leaves torch unloaded.
 """

@@ -7,9 +7,9 @@ balanced classes, stratified k-fold accuracy (:func:`pairwise_svm`); the mean ov
 per model and setting is their Table 1 (:func:`table1`). For proteins with several
 localizations (or heterogeneous ones), a classifier's mean predicted distribution with and
 without background is compared by KL divergence (:func:`distribution_shift`).
-:func:`run_background` runs the whole experiment on trained models (``protrep
-background``); it imports the inference layer only when called, so this module imports
-without torch.
+The two protocols (Gupta et al.'s and the strict one) are in
+:mod:`protrep.evaluation.protocols`; :func:`protrep.evaluation.background.run_background`
+runs either on trained models (``protrep background``).
 
 References
 ----------
@@ -23,13 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.backgrounds import SETTINGS, background_setting, partial_stats
+from ..data.backgrounds import SETTINGS, background_setting
 from ..errors import DataError
 from ..progress import progress as progress_bar
 
 __all__ = [
     "format_table1",
+    "format_interval",
+    "table_dict",
     "pairwise_svm",
+    "pairwise_svm_grid",
     "select_cells",
     "table1",
     "class_sensitivity",
@@ -43,7 +46,6 @@ __all__ = [
     "linear_predictor",
     "localization_shift",
     "cells_for",
-    "run_background",
     "confounded",
     "invariance_verdict",
     "finetune_verdict",
@@ -67,50 +69,91 @@ def select_cells(labels, *, max_per_class=1000, seed=0):
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, int)
 
 
-def _pair_accuracy(x, y, folds, C, seed):
-    """Mean and SD over folds of a standardised linear SVM's accuracy.
+def fold_ranks(labels, groups=None, *, seed=0):
+    """Each cell's rank within its class, the unit of the cross-validation folds of :func:`pairwise_svm`.
 
-    The same numbers as scikit-learn's ``cross_val_score`` of ``StandardScaler`` +
-    ``LinearSVC`` over ``StratifiedKFold(folds, shuffle=True)`` (tested), without its
-    per-call overhead (measured 37 ms against 10-20 ms of fitting for a pair of 12 cells).
+    Without ``groups`` the cells of every class are shuffled and ranked; with ``groups``
+    (e.g. the protein of every cell) the groups of every class are shuffled and ranked and
+    every cell takes its group's rank, so a protein's cells never straddle a fold. A pair
+    of classes cut into ``k`` folds puts a cell in fold ``rank % k``: stratified (every
+    fold holds both classes) and, with groups, grouped.
+
+    Returns
+    -------
+    ranks : ndarray of int (n,)
+        -1 for cells without a class.
+    units : dict of int -> int
+        Cells (or groups) per class.
     """
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.svm import LinearSVC
-
-    scores = []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        mean, sd = x[train].mean(0), x[train].std(0)
-        sd[sd == 0] = 1.0  # as StandardScaler: constant features are centred, not scaled
-        svm = LinearSVC(C=C, max_iter=5000, random_state=seed).fit((x[train] - mean) / sd, y[train])
-        scores.append(float((svm.predict((x[test] - mean) / sd) == y[test]).mean()))
-    return float(np.mean(scores)), float(np.std(scores))
-
-
-def _pair_tasks(features, labels, classes, folds, seed):
     labels = np.asarray(labels)
-    present = [k for k in range(len(classes)) if (labels == k).sum() >= folds]
-    for i, a in enumerate(present):
-        for b in present[i + 1:]:
-            ia, ib = np.flatnonzero(labels == a), np.flatnonzero(labels == b)
-            n = min(len(ia), len(ib))
-            rng = np.random.default_rng([seed, a, b])  # balanced classes: chance is 0.5
-            ia = rng.choice(ia, n, replace=False) if len(ia) > n else ia
-            ib = rng.choice(ib, n, replace=False) if len(ib) > n else ib
-            idx = np.concatenate([ia, ib])
-            yield (a, b, n), features[idx], (labels[idx] == b).astype(int)
+    rng = np.random.default_rng([seed, 11])
+    ranks = np.full(len(labels), -1)
+    units = {}
+    for k in np.unique(labels[labels >= 0]):
+        idx = np.flatnonzero(labels == k)
+        if groups is None:
+            ranks[idx] = rng.permutation(len(idx))
+            units[int(k)] = len(idx)
+        else:
+            uniq, inverse = np.unique(np.asarray(groups)[idx], return_inverse=True)
+            ranks[idx] = rng.permutation(len(uniq))[inverse]
+            units[int(k)] = len(uniq)
+    return ranks, units
 
 
-def _pair_chunk(pairs, folds, C, seed):
-    return [_pair_accuracy(x, y, folds, C, seed) for x, y in pairs]
+def _pair_problems(x, labels, ranks, units, pairs, folds, seed, standardize):
+    """Train and test sets of every (pair, fold): lists of arrays, standardised on the training rows."""
+    problems = []
+    for a, b in pairs:
+        ia, ib = np.flatnonzero(labels == a), np.flatnonzero(labels == b)
+        n = min(len(ia), len(ib))
+        rng = np.random.default_rng([seed, a, b])  # balanced classes: chance is 0.5
+        ia = np.sort(rng.choice(ia, n, replace=False)) if len(ia) > n else ia
+        ib = np.sort(rng.choice(ib, n, replace=False)) if len(ib) > n else ib
+        idx = np.concatenate([ia, ib])
+        y = (labels[idx] == b).astype(int)
+        k = min(folds, units[a], units[b])
+        fold = ranks[idx] % k
+        for f in range(k):
+            train, test = fold != f, fold == f
+            if not test.any() or len(np.unique(y[train])) < 2:
+                continue
+            xtr, xte = x[idx[train]], x[idx[test]]
+            if standardize:  # as StandardScaler: constant features are centred, not scaled
+                mean, sd = xtr.mean(0), xtr.std(0)
+                sd[sd == 0] = 1.0
+                xtr, xte = (xtr - mean) / sd, (xte - mean) / sd
+            problems.append(((a, b), n, k, xtr, y[train], xte, y[test]))
+    return problems
 
 
-def pairwise_svm(features, labels, classes, *, folds=5, C=1.0, seed=0, n_jobs=1, progress=False, desc="SVM pairs"):
+def _solve_problems(problems, C):
+    """Accuracy of every problem's linear SVM, fitted as one padded batch."""
+    from .linear_svm import decision_function, fit_linear_svms
+
+    m, t, d = max(len(p[3]) for p in problems), max(len(p[5]) for p in problems), problems[0][3].shape[1]
+    xtr, ytr, valid = np.zeros((len(problems), m, d)), np.zeros((len(problems), m)), np.zeros((len(problems), m), bool)
+    xte = np.zeros((len(problems), t, d))
+    for i, p in enumerate(problems):
+        xtr[i, :len(p[3])], ytr[i, :len(p[3])], valid[i, :len(p[3])] = p[3], p[4], True
+        xte[i, :len(p[5])] = p[5]
+    scores = decision_function(fit_linear_svms(xtr, ytr, valid, C=C), xte)
+    return [float(((scores[i, :len(p[6])] > 0) == (p[6] == 1)).mean()) for i, p in enumerate(problems)]
+
+
+def pairwise_svm(features, labels, classes, *, groups=None, folds=5, C=1.0, seed=0, n_jobs=1, progress=False,
+                 desc="SVM pairs", chunk=256):
     """Linear-SVM accuracy for every pair of classes (Gupta et al. 2025, Table 1).
 
     For each pair, the larger class is subsampled to the size of the smaller (chance is
-    0.5), features are standardised on the training folds, and a ``LinearSVC`` is scored
-    by stratified ``folds``-fold cross-validation. Classes with fewer than ``folds`` cells
-    are left out.
+    0.5), features are standardised on the training folds, and a linear SVM
+    (``LinearSVC``'s objective: squared hinge, ``C``, regularised intercept; solved in
+    batches by :mod:`protrep.evaluation.linear_svm`, the same optimum) is scored by
+    stratified ``k``-fold cross-validation (:func:`fold_ranks`), ``k = folds`` or fewer
+    where a class has fewer units. Without ``groups`` the folds split cells, and classes
+    with fewer than ``folds`` cells are left out; with ``groups`` (the protein of every
+    cell) they split proteins, so no protein is both trained and tested on, and classes
+    with fewer than two proteins are left out.
 
     Parameters
     ----------
@@ -119,37 +162,67 @@ def pairwise_svm(features, labels, classes, *, folds=5, C=1.0, seed=0, n_jobs=1,
         Class index per cell; -1 cells are ignored.
     classes : sequence of str
         Names of the class indices.
+    groups : array (n,), optional
+        Group (protein) of every cell, for grouped folds.
     n_jobs : int
-        Parallel processes (joblib); -1 for all cores.
+        Parallel processes (joblib) over chunks of problems; -1 for all cores.
 
     Returns
     -------
     DataFrame
-        ``Location1, Location2, n_per_class, Accuracy, StdDev`` (the layout of the published
-        CSVs, plus the cells per class); accuracy is higher-is-better, StdDev over folds.
+        ``Location1, Location2, n_per_class, folds, Accuracy, StdDev`` (the layout of the
+        published CSVs, plus cells per class and folds); accuracy is higher-is-better,
+        StdDev over folds.
     """
     from joblib import Parallel, delayed, effective_n_jobs
 
+    problems = _grid_problems(features, labels, classes, groups, folds, seed)
+    if not problems:
+        return _pairs_frame([], [], classes)
+    chunks = [problems[i:i + chunk] for i in range(0, len(problems), chunk)]
+    bar = progress_bar(total=len(problems), desc=desc, unit="fit", disable=not progress)
+    acc = []
+    jobs = min(effective_n_jobs(n_jobs), len(chunks))
+    for r in Parallel(n_jobs=jobs, return_as="generator")(delayed(_solve_problems)(c, C) for c in chunks):
+        acc.extend(r)
+        bar.update(len(r))
+    bar.close()
+    return _pairs_frame(problems, acc, classes)
+
+
+def pairwise_svm_grid(features, labels, classes, *, groups=None, folds=5, C=1.0, seed=0):
+    """:func:`pairwise_svm` in this process, all problems in one batch: one job of a parallel map over grids."""
+    problems = _grid_problems(features, labels, classes, groups, folds, seed)
+    return _pairs_frame(problems, _solve_problems(problems, C) if problems else [], classes)
+
+
+def _grid_problems(features, labels, classes, groups, folds, seed):
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels)
     if features.ndim != 2 or len(features) != len(labels):
         raise ValueError(f"features must be (n, d) with one label per row; got {features.shape} and {labels.shape}")
+    if groups is not None and len(groups) != len(labels):
+        raise ValueError(f"groups must give one group per cell; got {len(groups)} for {len(labels)} cells")
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or inf; drop or impute those cells first")
-    tasks = list(_pair_tasks(features, labels, classes, folds, seed))
-    # a few chunks of pairs per worker: one pair is milliseconds, a joblib round trip more (measured 5x faster)
-    size = max(1, -(-len(tasks) // (4 * effective_n_jobs(n_jobs))))
-    chunks = [[(x, y) for _, x, y in tasks[i:i + size]] for i in range(0, len(tasks), size)]
-    jobs = (delayed(_pair_chunk)(chunk, folds, C, seed) for chunk in chunks)
-    bar = progress_bar(total=len(tasks), desc=desc, unit="pair", disable=not progress)
-    results = []
-    for r in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
-        results.extend(r)
-        bar.update(len(r))
-    bar.close()
-    rows = [{"Location1": classes[a], "Location2": classes[b], "n_per_class": n, "Accuracy": acc, "StdDev": sd}
-            for ((a, b, n), _, _), (acc, sd) in zip(tasks, results)]
-    return pd.DataFrame(rows, columns=["Location1", "Location2", "n_per_class", "Accuracy", "StdDev"])
+    ranks, units = fold_ranks(labels, groups, seed=seed)
+    least = 2 if groups is not None else folds
+    present = [k for k in range(len(classes)) if units.get(k, 0) >= least]
+    pairs = [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
+    return _pair_problems(features, labels, ranks, units, pairs, folds, seed, True)
+
+
+def _pairs_frame(problems, acc, classes):
+    """Per pair: the mean and SD over folds of the problems' accuracies, in the published CSVs' layout."""
+    columns = ["Location1", "Location2", "n_per_class", "folds", "Accuracy", "StdDev"]
+    if not problems:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame({"pair": [p[0] for p in problems], "n": [p[1] for p in problems],
+                          "folds": [p[2] for p in problems], "acc": acc})
+    rows = [{"Location1": classes[a], "Location2": classes[b], "n_per_class": int(r["n"].iloc[0]),
+             "folds": int(r["folds"].iloc[0]), "Accuracy": float(r["acc"].mean()), "StdDev": float(r["acc"].std(ddof=0))}
+            for (a, b), r in table.groupby("pair", sort=False)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def table1(pairs, *, k=3.0):
@@ -174,15 +247,41 @@ def table1(pairs, *, k=3.0):
     return out.reindex(columns=pd.MultiIndex.from_product([settings, ["mean", "err"]])).reindex(order)
 
 
-def format_table1(table):
-    """:func:`table1` as text for display: ``"mean ± err"`` per setting and the same-minus-different gap."""
-    settings = list(dict.fromkeys(table.columns.get_level_values(0)))
-    shown = pd.DataFrame({s: [f"{table.loc[m, (s, 'mean')]:.3f} ± {table.loc[m, (s, 'err')]:.3f}" for m in table.index]
-                          for s in settings}, index=table.index)
-    if {"same", "diff"} <= set(settings):
-        gap = table[("same", "mean")] - table[("diff", "mean")]
-        shown["same - diff"] = [f"{v:+.3f}" for v in gap]
+def format_interval(v, *, sign=True):
+    """``{"mean", "low", "high"}`` as ``"+0.012 [-0.003, +0.030]"`` (``sign=False``: no plus signs)."""
+    f = "{:+.3f}" if sign else "{:.3f}"
+    return f"{f.format(v['mean'])} [{f.format(v['low'])}, {f.format(v['high'])}]"
+
+
+def format_table1(table, *, gaps=None, suffix=""):
+    """A Table 1 as text for display, one column per setting and the same-minus-different gap.
+
+    ``table`` has ``(setting, "mean")`` and either ``(setting, "err")`` (shown ``mean ± err``,
+    :func:`table1`, :func:`protrep.evaluation.protocols.published_table`) or ``(setting,
+    "low")`` and ``(setting, "high")`` (shown ``mean [low, high]``,
+    :func:`protrep.evaluation.protocols.bootstrap_table`). ``gaps`` (model -> ``{"mean",
+    "low", "high"}``) gives the gap its interval; otherwise it is ``same - diff`` of the
+    means. ``suffix`` is appended to every row name.
+    """
+    settings = [s for s in dict.fromkeys(table.columns.get_level_values(0)) if (s, "mean") in table.columns]
+    if (settings[0], "err") in table.columns:
+        cells = {s: [f"{table.loc[m, (s, 'mean')]:.3f} ± {table.loc[m, (s, 'err')]:.3f}" for m in table.index]
+                 for s in settings}
+    else:
+        cells = {s: [format_interval({k: table.loc[m, (s, k)] for k in ("mean", "low", "high")}, sign=False)
+                     for m in table.index] for s in settings}
+    shown = pd.DataFrame(cells, index=[f"{m}{suffix}" for m in table.index])
+    if gaps is not None:
+        shown["same - diff"] = [format_interval(gaps[m]) for m in table.index]
+    elif {"same", "diff"} <= set(settings):
+        shown["same - diff"] = [f"{v:+.3f}" for v in table[("same", "mean")] - table[("diff", "mean")]]
     return shown
+
+
+def table_dict(table, *, stat="mean"):
+    """``{model: {setting: value}}`` of a Table 1 (JSON types), the ``stat`` column of every setting."""
+    settings = [s for s in dict.fromkeys(table.columns.get_level_values(0)) if (s, stat) in table.columns]
+    return {m: {s: float(table.loc[m, (s, stat)]) for s in settings} for m in table.index}
 
 
 def class_sensitivity(pairs, classes):
@@ -451,76 +550,6 @@ def cells_for(ds, *, max_per_class=1000, seed=0):
     labels = ds.meta["label"].to_numpy()
     single = ~ds.meta["localization"].astype(str).str.contains(";").to_numpy()
     return select_cells(np.where(single, labels, -1), max_per_class=max_per_class, seed=seed)
-
-
-def run_background(ds, models, *, handcrafted=True, proteins=None, max_per_class=1000, folds=5, cells_per_protein=20,
-                   threshold=0.1, n_jobs=1, seed=0, device="cpu", progress=True):
-    """Everything of notebook 05 for trained models: ``protrep background`` calls this.
-
-    Parameters
-    ----------
-    ds : CellDataset
-        With centre-cell masks and labels.
-    models : dict of str -> nn.Module
-        Trained models by the name used in the tables (e.g. ``deeploc``, ``pci``, ``ae``,
-        ``deeploc_invariant``). Features are their default layer on the centre crop.
-    handcrafted : bool
-        Add the CellProfiler-like features of :mod:`protrep.evaluation.handcrafted` as ``handcrafted``.
-    proteins : sequence of str, optional
-        Proteins for the localization-shift measurement (default: every multi-localized one).
-        Classifiers (models with ``predict_proba``) use their own head; the others a
-        logistic regression fitted on their ``base`` features of the SVM cells.
-
-    Returns
-    -------
-    dict
-        :func:`background_experiment`'s results plus ``sensitivity``, ``shift`` (tables per
-        model), ``kl_changed_fraction`` and ``summary`` (JSON types: ``table1[model][setting]
-        = {"mean", "err"}``, ``kl_changed_fraction[model]``, cell counts, settings).
-    """
-    from ..inference.embed import embed_cells, predict_cells
-    from .handcrafted import handcrafted_features
-
-    if ds.masks is None:
-        raise DataError(ds.source or "dataset", "has no centre-cell masks; background settings need them")
-    extractors = {name: (lambda crops, m=m: embed_cells(m, crops, crops="centre", device=device))
-                  for name, m in models.items()}
-    if handcrafted:
-        extractors["handcrafted"] = lambda crops: handcrafted_features(crops.images, crops.masks,
-                                                                       channels=crops.channels)
-    index = cells_for(ds, max_per_class=max_per_class, seed=seed)
-    if proteins is None:
-        multi = ds.meta["localization"].astype(str).str.contains(";")
-        proteins = sorted(ds.meta.loc[multi & (ds.meta["label"] >= 0), "protein"].unique())
-    shift_cells = np.flatnonzero(ds.meta["protein"].isin(list(proteins)).to_numpy())
-    stats = partial_stats(ds, np.concatenate([index, shift_cells]), progress=progress)
-    result = background_experiment(ds, extractors, max_per_class=max_per_class, folds=folds, seed=seed,
-                                   n_jobs=n_jobs, stats=stats, progress=progress)
-    labels = ds.meta["label"].to_numpy()[result["index"]]
-    predictors = {}
-    for name, extract in extractors.items():
-        model = models.get(name)
-        if getattr(model, "is_classifier", False):
-            predictors[name] = lambda crops, m=model: predict_cells(m, crops, device=device)
-        else:
-            predictors[name] = linear_predictor(extract, result["features"][name, "base"], labels, len(ds.classes),
-                                                seed=seed)
-    shift, changed = ({}, {}) if not len(proteins) else localization_shift(
-        ds, proteins, predictors, cells_per_protein=cells_per_protein, threshold=threshold, stats=stats, seed=seed,
-        progress=progress)
-    sensitivity = class_sensitivity(result["pairs"], ds.classes)
-    t1 = result["table1"]
-    summary = {
-        "table1": {m: {s: {"mean": float(t1.loc[m, (s, "mean")]), "err": float(t1.loc[m, (s, "err")])}
-                       for s in t1.columns.get_level_values(0).unique()} for m in t1.index},
-        "kl_changed_fraction": changed,
-        "kl_threshold_nats": threshold,
-        "n_cells": int(len(result["index"])),
-        "n_classes": int(len(np.unique(labels))),
-        "n_shift_proteins": int(len(proteins)),
-        "sensitivity": {m: {c: float(v) for c, v in row.dropna().items()} for m, row in sensitivity.iterrows()},
-    }
-    return {**result, "sensitivity": sensitivity, "shift": shift, "kl_changed_fraction": changed, "summary": summary}
 
 
 # ----------------------------------------------------------------------------- verdicts

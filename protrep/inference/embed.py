@@ -60,12 +60,21 @@ def embed_cells(model, ds, *, layer=None, crops="five", batch_size=256, device="
 
 
 @torch.no_grad()
-def predict_cells(model, ds, *, batch_size=256, device="cpu"):
-    """Class probabilities of every cell (test-time averaged over five crops), shape (n, k)."""
+def predict_cells(model, ds, *, crops="five", batch_size=256, device="cpu"):
+    """Class probabilities of every cell, shape (n, k).
+
+    ``crops="five"`` averages over the centre and corner crops (test-time augmentation, as
+    DeepLoc); ``"centre"`` classifies the centre crop only (5x cheaper).
+    """
+    from ..training.batches import center_crop
+
     if not getattr(model, "is_classifier", False):
         raise ValueError(f"model {model.config.name!r} does not classify localization; use a deeploc run")
+    if crops not in ("five", "centre"):
+        raise ValueError(f"crops must be 'five' or 'centre', got {crops!r}")
     model = _prepare(model, device)
-    out = [model.predict_proba(x).float().cpu().numpy() for x in _batches(ds, batch_size, device)]
+    size = model.train_crop if crops == "centre" else None
+    out = [model.predict_proba(center_crop(x, size)).float().cpu().numpy() for x in _batches(ds, batch_size, device)]
     return np.concatenate(out)
 
 

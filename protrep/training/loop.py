@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 
 from ..atomic import read_json, write_json
-from ..config import Config, check_int, check_number, check_share, source_hash
+from ..config import Config, check_choice, check_int, check_number, check_share, source_hash
 from ..data.dataset import protein_identity
 from ..errors import DataError
 from ..models import build_model, model_class
@@ -105,6 +105,12 @@ class TrainConfig(Config):
         or replaced by cell-free noise, so that features cannot rely on the neighbouring
         cells (Gupta et al. 2025). 0 turns it off; it needs centre-cell masks. Autoencoders
         trained with it reconstruct the centre cell alone.
+    background_mode : {"random", "mask"}
+        ``"random"``: each randomised crop gets one of the three replacements at random;
+        ``"mask"``: every randomised crop is masked to its background level, so with
+        ``background=1`` the model sees the centre cell alone at training and validation
+        time (masking at input: embed its test crops masked too,
+        :func:`protrep.data.backgrounds.mask_background`).
     """
 
     epochs: int | None = 10
@@ -124,6 +130,7 @@ class TrainConfig(Config):
     budget_tflop: float | None = None
     init_from: str | None = None
     background: float = 0.0
+    background_mode: str = "random"
 
     def __post_init__(self):
         check_int(self, "epochs", "max_steps", low=1, none=True)
@@ -131,6 +138,7 @@ class TrainConfig(Config):
         check_int(self, "warmup_steps", "patience", "seed")
         check_number(self, "lr", "weight_decay", "grad_clip", low=0.0)
         check_share(self, "min_lr_ratio", "background")
+        check_choice(self, "background_mode", ("random", "mask"))
         check_number(self, "budget_tflop", low=0.0, strict_low=True, none=True)
         if self.epochs is None and self.budget_tflop is None and self.max_steps is None:
             raise ValueError("epochs=None needs budget_tflop or max_steps: the run must end somewhere")
@@ -179,7 +187,7 @@ def _autocast(device, amp):
 
 
 @torch.no_grad()
-def validate(model, data, *, batch_size=256, device=None, amp=True, channels_last=False):
+def validate(model, data, *, batch_size=256, device=None, amp=True, channels_last=False, mask_input=False):
     """Mean loss over ``data`` and, for classifiers, accuracy over labelled cells.
 
     Both on the centre crop of the training-crop size (one crop per cell, cheap enough for
@@ -200,6 +208,8 @@ def validate(model, data, *, batch_size=256, device=None, amp=True, channels_las
         if "mask" in batch:  # trained with background randomisation: the target is the centre cell alone
             batch["target"] = mask_to_level(batch["image"], batch.pop("mask"), batch.pop("level"))
             batch.pop("noise")
+            if mask_input:  # a model trained on masked crops is validated on masked crops
+                batch["image"] = batch["target"]
         batch = {k: (center_crop(v, module.train_crop).contiguous(memory_format=fmt)
                      if k in ("image", "partner", "target") else v) for k, v in batch.items()}
         with _autocast(device or batch["image"].device, amp):
@@ -340,6 +350,9 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
                 total_training_steps(cfg, model_config, steps_per_epoch), state)
 
 
+_MODES = {"random": (0, 1, 2), "mask": (0,)}  # randomize_background's modes: masked, swapped, cell-free
+
+
 def _batch(run, order, epoch, step):
     """The batch of ``step``: this process's share of the cells, background randomisation, augmentation."""
     cfg = run.cfg
@@ -348,7 +361,7 @@ def _batch(run, order, epoch, step):
     batch = run.data_train.batch(index, g)
     if cfg.background > 0:
         batch = randomize_background(batch, batch.pop("mask"), batch.pop("level"), batch.pop("noise"), g,
-                                     p=cfg.background)
+                                     p=cfg.background, modes=_MODES[cfg.background_mode])
     batch = augment(batch, g, crop=run.model.train_crop, drop_channel=getattr(run.model, "train_channel_dropout", None))
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     return {k: v.contiguous(memory_format=fmt) if k in ("image", "partner", "target") else v for k, v in batch.items()}
@@ -358,6 +371,7 @@ def _end_epoch(run, epoch, lr, seconds, n_images):
     """Evaluate, record the epoch, keep the best weights, checkpoint; return whether to stop."""
     cfg, state = run.cfg, run.state
     metrics = validate(run.net, run.data_val, batch_size=cfg.eval_batch_size, device=run.device, amp=cfg.amp,
+                       mask_input=cfg.background_mode == "mask" and cfg.background == 1.0,
                        channels_last=cfg.channels_last) if len(run.data_val) else {"val_loss": float("nan"),
                                                                                    "val_accuracy": float("nan")}
     train_loss = state["loss_sum"] / max(state["n_seen"], 1)
@@ -419,7 +433,8 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
     bar = progress_bar(total=run.total_steps, initial=state["global_step"], desc=f"training {model_config.name}",
                        unit="step", disable=not progress or run.rank != 0)
     t_epoch, n_epoch_images = time.perf_counter(), 0
-    lr = _lr_at(state["global_step"], run.total_steps, cfg)
+    # the rate of the last step taken: what the epoch records when a run resumes right at its end
+    lr = _lr_at(max(state["global_step"] - 1, 0), run.total_steps, cfg)
     run.net.train()
     try:
         while not done:
