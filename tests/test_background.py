@@ -403,3 +403,15 @@ def test_published_experiment_on_toy_crops():
     t = result["table"]
     assert t.loc["m", ("base", "n_classes")] == 2 and t.loc["m", ("same", "n_classes")] == 3
     assert 0.5 <= t.loc["m", ("base", "mean")] <= 1.0
+
+
+def test_masked_view_keeps_the_centre_and_is_computed_once():
+    from protrep.evaluation.background import masked_view
+
+    ds = _crops(n=6)
+    view = masked_view(ds)
+    centre = ds.masks[0]
+    np.testing.assert_array_equal(view.images[:, :, centre], ds.images[:, :, centre])
+    assert np.abs(view.images[:, :, ~centre] - 100).max() < 3  # the background level (100 + noise 5, median)
+    assert masked_view(ds) is view  # the seeds of a masked model share it
+    assert "_masked_view" not in ds.subset([0, 1]).info  # caches do not travel to subsets

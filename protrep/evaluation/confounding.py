@@ -40,14 +40,11 @@ __all__ = [
     "kl_divergence",
     "distribution_shift",
     "read_published",
-    "published_table1",
     "setting_features",
     "background_experiment",
     "linear_predictor",
     "localization_shift",
     "cells_for",
-    "confounded",
-    "invariance_verdict",
     "finetune_verdict",
 ]
 
@@ -413,11 +410,6 @@ def read_published(folder):
     return out[["model", "setting", "Location1", "Location2", "Background", "Accuracy", "StdDev"]]
 
 
-def published_table1(folder, *, k=3.0):
-    """Table 1 of Gupta et al. 2025 recomputed from their CSVs (mean over pairs, and donor classes)."""
-    return table1(read_published(folder), k=k)
-
-
 # ----------------------------------------------------------------------------- the whole experiment
 def setting_features(ds, index, extractors, *, settings=SETTINGS, donors=None, stats=None, seed=0, progress=True):
     """Features of cells ``index`` under every background setting, for every feature extractor.
@@ -454,11 +446,13 @@ def setting_features(ds, index, extractors, *, settings=SETTINGS, donors=None, s
 
 def background_experiment(ds, extractors, *, settings=SETTINGS, max_per_class=1000, folds=5, seed=0, n_jobs=1,
                           stats=None, progress=True):
-    """Gupta et al.'s experiment: features under every setting, then the pairwise-SVM grid.
+    """The book's earlier protocol: features under every setting, then the pairwise-SVM grid.
 
-    Cells: every labelled cell of a single-localized protein (all splits, as in the
-    paper), up to ``max_per_class`` per class (:func:`select_cells`); the same cells
-    donate the swapped-in backgrounds.
+    Cells: every labelled cell of a single-localized protein (all splits), up to
+    ``max_per_class`` per class (:func:`select_cells`); the same cells donate the swapped-in
+    backgrounds, drawn at random; folds split cells. Kept for
+    ``benchmarks/finetune_vs_scratch.py``, which measured with it; chapter 5 uses the two
+    protocols of :mod:`protrep.evaluation.protocols`.
 
     Returns
     -------
@@ -553,45 +547,6 @@ def cells_for(ds, *, max_per_class=1000, seed=0):
 
 
 # ----------------------------------------------------------------------------- verdicts
-def confounded(table, models, *, min_gap=0.01):
-    """Gupta et al.'s finding per model: does the ``same`` setting beat ``diff`` by more than ``min_gap``?
-
-    Parameters
-    ----------
-    table : DataFrame
-        :func:`table1` (index models; columns ``(setting, "mean"|"err")``).
-    models : sequence of str
-    min_gap : float
-        Mean pairwise accuracy by which ``same`` must exceed ``diff``.
-
-    Returns
-    -------
-    dict
-        ``gap`` ({model: same - diff}), ``confounded`` (the models above ``min_gap``),
-        ``min_gap``.
-    """
-    gap = {m: float(table.loc[m, ("same", "mean")] - table.loc[m, ("diff", "mean")]) for m in models}
-    return {"gap": gap, "confounded": [m for m in models if gap[m] > min_gap], "min_gap": min_gap}
-
-
-def invariance_verdict(pairs, table, model, reference, *, k=3.0, tolerance=0.01):
-    """Does ``model`` (background-invariant) depend less on the background than ``reference``, at no cost?
-
-    Returns
-    -------
-    dict
-        ``gap_change`` and ``err`` (:func:`gap_change`: paired over class pairs, ``k`` SE),
-        ``shrinks`` (one of ``"beyond 3 SE"``, ``"within 3 SE"``, ``"no"``), ``base`` (the
-        two models' ``base`` accuracies) and ``base_holds`` (``model``'s within
-        ``tolerance`` of the reference's or above).
-    """
-    change, err = gap_change(pairs, model, reference, k=k)
-    shrinks = "beyond 3 SE" if change + err < 0 else "within 3 SE" if change < 0 else "no"
-    base = {m: float(table.loc[m, ("base", "mean")]) for m in (reference, model)}
-    return {"model": model, "reference": reference, "gap_change": change, "err": err, "shrinks": shrinks,
-            "base": base, "base_holds": bool(base[model] >= base[reference] - tolerance)}
-
-
 def finetune_verdict(rows):
     """Fine-tuned against from-scratch invariant models (``benchmarks/finetune_vs_scratch.py``'s rows).
 
