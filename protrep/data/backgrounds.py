@@ -204,17 +204,17 @@ def background_setting(ds, setting, *, index=None, donors=None, donor_of=None, s
             labels = ds.meta["label"].to_numpy()
             proteins = ds.meta["protein"].to_numpy()
             if donor_of is not None:
-                donors, donor_of = np.arange(len(ds)), np.asarray(donor_of)
-                if donor_of.shape != index.shape:
-                    raise ValueError(f"donor_of must give one donor per recipient: {donor_of.shape} for {index.shape}")
-            elif (labels[index] < 0).any():
-                raise ValueError("same/diff swaps need a class label for every recipient cell")
-            if donors is None:
-                donors = np.flatnonzero((labels >= 0) & ~ds.meta["localization"].astype(str).str.contains(";"))
-            donors = np.asarray(donors)
-            donor = donor_of if donor_of is not None else donors[
-                draw_donors(labels[index], proteins[index], labels[donors], proteins[donors], same=setting == "same",
-                            rng=rng)]
+                donor = np.asarray(donor_of)
+                if donor.shape != index.shape:
+                    raise ValueError(f"donor_of must give one donor per recipient: {donor.shape} for {index.shape}")
+            else:
+                if (labels[index] < 0).any():
+                    raise ValueError("same/diff swaps need a class label for every recipient cell")
+                if donors is None:
+                    donors = np.flatnonzero((labels >= 0) & ~ds.meta["localization"].astype(str).str.contains(";"))
+                donors = np.asarray(donors)
+                donor = donors[draw_donors(labels[index], proteins[index], labels[donors], proteins[donors],
+                                           same=setting == "same", rng=rng)]
             dlev, _ = stats_of(donor)
             background = ds.images[donor].astype(np.float32) + (lev - dlev)[:, :, None, None]
         images = compose(images, masks, background)

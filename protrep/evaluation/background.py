@@ -86,7 +86,7 @@ def extractors_for(models, *, layers=None, masked=(), handcrafted=False, device=
 
 
 def _predictors(ds, models, extractors, masked, *, max_per_class, seed, device):
-    """Per model and seed: the classifier's own head, or a logistic regression on training-protein features."""
+    """Per model (first seed): the classifier's own head, or a logistic regression on training-protein features."""
     from ..inference.embed import predict_cells
 
     train = select_cells(np.where(((ds.meta["split"] == "train")
@@ -95,16 +95,14 @@ def _predictors(ds, models, extractors, masked, *, max_per_class, seed, device):
     train_crops = background_setting(ds, "base", index=train)
     out = {}
     for name, fs in extractors.items():
-        ms = models.get(name)
-        ms = ms if isinstance(ms, (list, tuple)) else [ms] * len(fs)
-        out[name] = []
-        for m, f in zip(ms, fs):
-            if getattr(m, "is_classifier", False):
-                out[name].append(lambda crops, m=m, mask=name in masked:
-                                 predict_cells(m, masked_view(crops) if mask else crops, crops="centre", device=device))
-            else:
-                out[name].append(linear_predictor(f, f(train_crops), ds.meta["label"].to_numpy()[train],
-                                                  len(ds.classes), seed=seed))
+        m, f = models.get(name), fs[0]
+        m = m[0] if isinstance(m, (list, tuple)) else m
+        if getattr(m, "is_classifier", False):
+            out[name] = lambda crops, m=m, mask=name in masked: predict_cells(
+                m, masked_view(crops) if mask else crops, crops="centre", device=device)
+        else:
+            out[name] = linear_predictor(f, f(train_crops), ds.meta["label"].to_numpy()[train], len(ds.classes),
+                                         seed=seed)
     return out
 
 
@@ -131,9 +129,7 @@ def heldout_shift(ds, models, extractors, *, masked=(), split="test", max_per_cl
     proteins = sorted(meta.loc[multi, "protein"].unique())
     if not proteins:
         return {}, {}
-    first = {name: fs[:1] for name, fs in extractors.items()}
-    predictors = {name: f[0] for name, f in
-                  _predictors(ds, models, first, masked, max_per_class=max_per_class, seed=seed, device=device).items()}
+    predictors = _predictors(ds, models, extractors, masked, max_per_class=max_per_class, seed=seed, device=device)
     tables, changed = localization_shift(ds, proteins, predictors, cells_per_protein=cells_per_protein,
                                          threshold=threshold, stats=stats, seed=seed, progress=progress)
     return tables, changed

@@ -107,8 +107,25 @@ def fit_linear_svms(x, y, valid=None, *, C=1.0, max_iter=50, tol=1e-6):
     with threadpool_limits(1):  # many small products: one BLAS thread each (measured 12x faster on 2 busy cores)
         xt = _with_bias(x, valid)
         if xt.shape[2] > xt.shape[1]:  # more features than rows: Newton on the rows' coefficients
-            return _dual_newton(xt, y, valid, C, max_iter)
+            return _dual_newton(xt, y, valid, C, max_iter, tol)
         return _newton(xt, y, valid, C, max_iter, tol)
+
+
+def _ladder(start, step, f0, objective):
+    """The step of the ladder :data:`_STEPS` with the lowest objective (the objectives are piecewise quadratic).
+
+    Returns the new points, their objectives and whether the point kept is the full step
+    (``start`` itself where no step lowers the objective).
+    """
+    best, best_f, full = start, f0, np.zeros(len(start), bool)
+    for t in _STEPS:
+        cand = start + t * step
+        fc = objective(cand)
+        better = fc < best_f - 1e-12 * np.abs(best_f)
+        best = np.where(better[:, None], cand, best)
+        best_f = np.where(better, fc, best_f)
+        full = np.where(better, t == 1.0, full)
+    return best, best_f, full
 
 
 def _newton(xt, y, valid, C, max_iter, tol):
@@ -123,15 +140,9 @@ def _newton(xt, y, valid, C, max_iter, tol):
         live, step, first = live[keep], step[keep], first[keep]
         if not len(live):
             break
-        # the step of the ladder with the lowest objective (the objective is piecewise quadratic)
-        w0, f0 = w[live], f[live]
-        best_w, best_f = w0, f0
-        for t in _STEPS:
-            cand = w0 - t * step
-            fc = _objective(cand, xt[live], y[live], valid[live], C)
-            better = fc < best_f - 1e-12 * np.abs(best_f)
-            best_w = np.where(better[:, None], cand, best_w)
-            best_f = np.where(better, fc, best_f)
+        f0 = f[live]
+        xl, yl, vl = xt[live], y[live], valid[live]
+        best_w, best_f, _ = _ladder(w[live], -step, f0, lambda cand: _objective(cand, xl, yl, vl, C))
         moved = best_f < f0
         w[live], f[live] = best_w, best_f
         live, first = live[moved], first[moved]
@@ -146,7 +157,7 @@ def _dual_objective(beta, k, y, valid, C):
     return 0.5 * (beta * f).sum(1) + C * (viol * viol).sum(1)
 
 
-def _dual_newton(xt, y, valid, C, max_iter):
+def _dual_newton(xt, y, valid, C, max_iter, tol):
     """The same optimum with ``w = X'beta`` (Chapelle 2007): systems of the rows, not of the features.
 
     At the optimum ``w = 2C sum_sv (y_i - f_i) x_i`` over the margin violators ``sv``, so
@@ -171,15 +182,8 @@ def _dual_newton(xt, y, valid, C, max_iter):
         sv = vl & (yl * (kl @ bl[:, :, None])[:, :, 0] < 1.0)
         system = np.where(sv[:, :, None] & sv[:, None, :], kl, 0.0) + eye * np.where(sv, 1.0 / (2.0 * C), 1.0)[:, :, None]
         target = np.linalg.solve(system, np.where(sv, yl, 0.0)[:, :, None])[:, :, 0]
-        step, f0 = target - bl, f[live]
-        best_b, best_f, full = bl, f0, np.zeros(len(live), bool)
-        for t in _STEPS:
-            cand = bl + t * step
-            fc = _dual_objective(cand, kl, yl, vl, C)
-            better = fc < best_f - 1e-12 * np.abs(best_f)
-            best_b = np.where(better[:, None], cand, best_b)
-            best_f = np.where(better, fc, best_f)
-            full = np.where(better, t == 1.0, full)  # whether the step kept is the full one
+        f0 = f[live]
+        best_b, best_f, full = _ladder(bl, target - bl, f0, lambda cand: _dual_objective(cand, kl, yl, vl, C))
         beta[live], f[live] = best_b, best_f
         new_sv = vl & (yl * (kl @ best_b[:, :, None])[:, :, 0] < 1.0)
         solved = full & (new_sv == sv).all(1)
@@ -191,7 +195,7 @@ def _dual_newton(xt, y, valid, C, max_iter):
     stalled[live] = True  # out of iterations
     w = (_t(xt) @ beta[:, :, None])[:, :, 0]
     if stalled.any():
-        w[stalled] = _newton(xt[stalled], y[stalled], valid[stalled], C, max_iter, 1e-6)
+        w[stalled] = _newton(xt[stalled], y[stalled], valid[stalled], C, max_iter, tol)
     return w
 
 
