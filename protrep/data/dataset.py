@@ -28,6 +28,11 @@ split          str     ``train``, ``val`` or ``test``; assigned per protein, nev
 
 The folder is written atomically (to a temporary folder, then renamed), so a killed run
 leaves no half dataset.
+
+Version 2 of the format holds the same tables with the crops split into shards of
+memory-mapped arrays, for screens that do not fit in memory (:mod:`protrep.data.shards`
+writes it); :func:`load_dataset` reads both, and a version 2 dataset's ``images`` and
+``masks`` are :class:`~protrep.data.arrays.ShardedArray`\ s that read the rows asked for.
 """
 
 import json
@@ -39,6 +44,7 @@ import pandas as pd
 
 from ..atomic import atomic_dir, read_json
 from ..errors import DataError
+from .arrays import ShardedArray, is_lazy
 
 __all__ = [
     "CellDataset",
@@ -53,6 +59,8 @@ __all__ = [
 
 FORMAT_NAME = "protrep-cells"
 FORMAT_VERSION = 1
+#: Version of the sharded layout (:mod:`protrep.data.shards`).
+SHARDED_VERSION = 2
 CELL_COLUMNS = ["protein", "plate", "well", "field", "cell", "x", "y", "label", "localization", "split"]
 
 
@@ -113,12 +121,15 @@ class CellDataset:
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
+        def rows(array):  # a sharded array stays on disk: a lazy selection
+            return array.take(index) if is_lazy(array) else array[index]
+
         return CellDataset(
-            images=self.images[index],
+            images=rows(self.images),
             meta=self.meta.iloc[index].reset_index(drop=True),
             channels=self.channels,
             classes=self.classes,
-            masks=None if self.masks is None else self.masks[index],
+            masks=None if self.masks is None else rows(self.masks),
             source=self.source,
             format=self.format,
             info={k: v for k, v in self.info.items() if not k.startswith("_")},  # "_": caches of these cells
@@ -138,6 +149,11 @@ class CellDataset:
             "classes": list(self.classes),
             "has_masks": self.masks is not None,
         }
+        if is_lazy(self.images):
+            parts = self.images.parts
+            out["shards"] = len(parts)
+            out["bytes_on_disk"] = int(sum(p.nbytes for p in parts)
+                                       + (0 if self.masks is None else sum(p.nbytes for p in self.masks.parts)))
         if "split" in self.meta:
             out["splits"] = {k: int(v) for k, v in self.meta["split"].value_counts().sort_index().items()}
         return out
@@ -304,11 +320,16 @@ def write_dataset(path, images, masks, cells, proteins, *, channels, classes, st
 def _read_header(path):
     path = Path(path)
     head = path / "dataset.json"
+    if not head.is_file() and (path / "shards").is_dir():
+        n = sum(1 for p in (path / "shards").iterdir() if p.is_dir() and p.name.isdigit())
+        raise DataError(path, f"an unfinished sharded dataset ({n} shards written, no dataset.json yet): "
+                        "run the same `protrep convert` again to finish it")
     header = read_json(head, missing="not a protrep-cells dataset (no dataset.json)")
     if header.get("format") != FORMAT_NAME:
         raise DataError(head, f"format is {header.get('format')!r}, expected {FORMAT_NAME!r}")
-    if header.get("version") != FORMAT_VERSION:
-        raise DataError(head, f"version {header.get('version')} is not supported (this protrep reads {FORMAT_VERSION})")
+    if header.get("version") not in (FORMAT_VERSION, SHARDED_VERSION):
+        raise DataError(head, f"version {header.get('version')} is not supported (this protrep reads "
+                        f"{FORMAT_VERSION} and {SHARDED_VERSION})")
     return header
 
 
@@ -321,14 +342,16 @@ def _load_npy(file, mmap):
         raise DataError(file, f"unreadable or truncated .npy file ({e})") from None
 
 
-def load_dataset(path, *, mmap=False, float32=True):
+def load_dataset(path, *, mmap=None, float32=True):
     """Read a ``protrep-cells`` folder.
 
     Parameters
     ----------
     path : str or Path
-    mmap : bool
-        Memory-map the image file instead of reading it (implies ``float32=False``).
+    mmap : bool, optional
+        Memory-map the image file instead of reading it (implies ``float32=False``). By
+        default a version 1 folder is read into memory and a sharded (version 2) one is
+        memory-mapped shard by shard; ``mmap=False`` reads a sharded one into memory too.
     float32 : bool
         Convert images to float32 counts (the in-memory convention); else keep uint16.
 
@@ -338,6 +361,8 @@ def load_dataset(path, *, mmap=False, float32=True):
     """
     path = Path(path)
     header = _read_header(path)
+    if header["version"] == SHARDED_VERSION:
+        return _load_sharded(path, header, mmap=mmap, float32=float32)
     images = _load_npy(path / "images.npy", mmap)
     masks = _load_npy(path / "masks.npy", mmap)
     if list(images.shape[1:]) != header["image_shape"] or len(images) != header["n_cells"]:
@@ -356,6 +381,41 @@ def load_dataset(path, *, mmap=False, float32=True):
     ds = CellDataset(images=images, meta=meta, channels=header["channels"], classes=header["classes"],
                      masks=masks, source=str(path), format=FORMAT_NAME, info=header)
     return ds
+
+
+def _read_cells(file):
+    try:
+        meta = pd.read_csv(file, dtype={"protein": str, "well": str, "localization": str, "split": str})
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(file, f"unreadable ({e})") from None
+    missing = [c for c in CELL_COLUMNS if c not in meta.columns]
+    if missing:
+        raise DataError(file, f"missing columns {missing}")
+    meta["localization"] = meta["localization"].fillna("")
+    return meta
+
+
+def _load_sharded(path, header, *, mmap, float32):
+    """A version 2 (sharded) folder: the crops as :class:`ShardedArray` of memory-mapped shards."""
+    images, masks, metas = [], [], []
+    for name, n in header["shards"]:
+        folder = path / "shards" / name
+        part = _load_npy(folder / "images.npy", True)
+        if len(part) != n or list(part.shape[1:]) != header["image_shape"]:
+            raise DataError(folder / "images.npy", f"shape {part.shape} does not match dataset.json "
+                            f"({n} cells of {header['image_shape']})")
+        images.append(part)
+        if header.get("has_masks"):
+            masks.append(_load_npy(folder / "masks.npy", True))
+        meta = _read_cells(folder / "cells.csv")
+        if len(meta) != n:
+            raise DataError(folder / "cells.csv", f"{len(meta)} rows for {n} crops")
+        metas.append(meta)
+    images, masks = ShardedArray(images), ShardedArray(masks) if masks else None
+    if float32 and mmap is False:  # asked for in memory, as version 1 reads
+        images, masks = images.astype(np.float32), None if masks is None else masks[:]
+    return CellDataset(images=images, meta=pd.concat(metas, ignore_index=True), channels=header["channels"],
+                       classes=header["classes"], masks=masks, source=str(path), format=FORMAT_NAME, info=header)
 
 
 _PROTEIN_TEXT = ("protein", "localization", "primary", "secondary", "process", "process2", "pathway", "complex",
