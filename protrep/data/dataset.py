@@ -30,9 +30,9 @@ The folder is written atomically (to a temporary folder, then renamed), so a kil
 leaves no half dataset.
 
 Version 2 of the format holds the same tables with the crops split into shards of
-memory-mapped arrays, for screens that do not fit in memory (:mod:`protrep.data.shards`
+``.npy`` arrays read on demand, for screens that do not fit in memory (:mod:`protrep.data.shards`
 writes it); :func:`load_dataset` reads both, and a version 2 dataset's ``images`` and
-``masks`` are :class:`~protrep.data.arrays.ShardedArray`\ s that read the rows asked for.
+``masks`` are lazy arrays (:class:`~protrep.data.arrays.ShardedArray`) that read the rows asked for.
 """
 
 import json
@@ -44,7 +44,7 @@ import pandas as pd
 
 from ..atomic import atomic_dir, read_json
 from ..errors import DataError
-from .arrays import ShardedArray, is_lazy
+from .arrays import NpyRows, ShardedArray, is_lazy
 
 __all__ = [
     "CellDataset",
@@ -351,7 +351,7 @@ def load_dataset(path, *, mmap=None, float32=True):
     mmap : bool, optional
         Memory-map the image file instead of reading it (implies ``float32=False``). By
         default a version 1 folder is read into memory and a sharded (version 2) one is
-        memory-mapped shard by shard; ``mmap=False`` reads a sharded one into memory too.
+        read on demand, shard by shard; ``mmap=False`` reads a sharded one into memory too.
     float32 : bool
         Convert images to float32 counts (the in-memory convention); else keep uint16.
 
@@ -395,18 +395,27 @@ def _read_cells(file):
     return meta
 
 
+def _rows(file):
+    if not file.is_file():
+        raise DataError(file, "missing")
+    try:
+        return NpyRows(file)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(file, f"unreadable or truncated .npy file ({e})") from None
+
+
 def _load_sharded(path, header, *, mmap, float32):
-    """A version 2 (sharded) folder: the crops as :class:`ShardedArray` of memory-mapped shards."""
+    """A version 2 (sharded) folder: the crops as a :class:`ShardedArray` of shards read on demand."""
     images, masks, metas = [], [], []
     for name, n in header["shards"]:
         folder = path / "shards" / name
-        part = _load_npy(folder / "images.npy", True)
+        part = _rows(folder / "images.npy")
         if len(part) != n or list(part.shape[1:]) != header["image_shape"]:
             raise DataError(folder / "images.npy", f"shape {part.shape} does not match dataset.json "
                             f"({n} cells of {header['image_shape']})")
         images.append(part)
         if header.get("has_masks"):
-            masks.append(_load_npy(folder / "masks.npy", True))
+            masks.append(_rows(folder / "masks.npy"))
         meta = _read_cells(folder / "cells.csv")
         if len(meta) != n:
             raise DataError(folder / "cells.csv", f"{len(meta)} rows for {n} crops")

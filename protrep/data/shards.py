@@ -1,10 +1,10 @@
-"""Write out-of-core ``protrep-cells`` datasets: shards of memory-mapped arrays.
+"""Write out-of-core ``protrep-cells`` datasets: shards of ``.npy`` arrays read on demand.
 
 A screen of millions of crops does not fit in memory (a million two-channel 64 x 64 crops
 are 16 GB as uint16 and 33 GB as float32), so version 2 of the ``protrep-cells`` format
-splits the crops into **shards**, each a folder of plain ``.npy`` arrays that are
-memory-mapped when read (:func:`protrep.data.dataset.load_dataset` returns their images as
-a :class:`~protrep.data.arrays.ShardedArray`)::
+splits the crops into **shards**, each a folder of plain ``.npy`` arrays whose rows are read
+when asked for (:func:`protrep.data.dataset.load_dataset` returns their images as a
+:class:`~protrep.data.arrays.ShardedArray`)::
 
     dataset.json          as version 1, plus "version": 2, "layout": "shards", "dtype",
                           "has_masks", "shard_size" and "shards": [[name, n_cells], ...]
@@ -23,9 +23,9 @@ temporary folder, which the next run removes (:func:`clean_temporaries`).
 unfinished dataset and is not read.
 
 Why ``.npy`` shards and not a chunked store such as zarr: ``benchmarks/bench_scale.py``
-measures random access of single crops, the pattern of shuffled training; a memory-mapped
-``.npy`` crop is one contiguous read with no decompression, no dependency beyond NumPy,
-and any tool opens it (the numbers are in the README).
+measures random access of single crops, the pattern of shuffled training; a crop of an
+``.npy`` shard is one contiguous read with no decompression, no dependency beyond NumPy,
+and any tool opens it (``np.load(..., mmap_mode="r")``); the numbers are in the README.
 """
 
 import json
