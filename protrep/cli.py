@@ -38,6 +38,8 @@ def _inspect(args):
             value = ", ".join(map(str, value)) if value else "-"
         elif isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif key == "bytes_on_disk":
+            value = f"{value:,} ({value / 1e9:.2f} GB)"
         print(f"{key:<{width}}  {value}")
 
 
@@ -51,6 +53,15 @@ def _download(args):
     for name in args.names:
         path = download(name, args.dest, force=args.force)
         print(path)
+
+
+def _convert(args):
+    from .data.convert import convert
+
+    summary = convert(args.src, args.out, format=args.format, labels=args.labels, label_key=args.label_key,
+                      shard_size=args.shard_size, shard=args.shard, workers=args.workers, split=args.split,
+                      seed=args.seed, overwrite=args.overwrite, progress=not args.quiet)
+    print(summary["message"])
 
 
 def _train(args):
@@ -69,18 +80,29 @@ def _train(args):
 
 
 def _embed(args):
-    from .data.readers import open_dataset
-    from .data.tables import feature_columns, protein_table_path
-    from .inference.embed import embed_cells, write_embeddings
-    from .training.runs import check_compatible, load_run, resolve_device
+    import torch.distributed as dist
 
-    device = resolve_device(args.device)
-    model, info = load_run(args.run, device=device)
-    ds = open_dataset(args.data)
-    check_compatible(ds, model.config)
-    cells, proteins = write_embeddings(ds, embed_cells(model, ds, layer=args.layer, device=device), args.out)
-    print(f"{len(cells)} cells x {len(feature_columns(cells))} features -> "
-          f"{args.out}; {len(proteins)} proteins -> {protein_table_path(args.out)}")
+    from .data.readers import open_dataset
+    from .data.tables import cell_feature_paths, feature_columns, protein_table_path
+    from .inference.embed import init_distributed, write_streamed_embeddings
+    from .training.runs import check_compatible, load_run
+
+    rank, world, device = init_distributed(args.device)  # under torchrun: this rank's share of the batches
+    try:
+        model, info = load_run(args.run, device=device)
+        ds = open_dataset(args.data)
+        check_compatible(ds, model.config)
+        proteins = write_streamed_embeddings(
+            model, ds, args.out, cells=args.cells, layer=args.layer, crops=args.crops, batch_size=args.batch_size,
+            device=device, workers=args.workers, progress=not args.quiet)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    if rank == 0:
+        cells = {"table": str(args.out), "npy": " + ".join(map(str, cell_feature_paths(args.out))),
+                 "none": "(cells not written)"}[args.cells]
+        print(f"{len(ds)} cells x {len(feature_columns(proteins))} features -> {cells}; {len(proteins)} proteins -> "
+              f"{protein_table_path(args.out)}" + (f" ({world} processes)" if world > 1 else ""))
 
 
 def _predict(args):
@@ -324,11 +346,24 @@ def _train_parser(sub):
 
 def _apply_parsers(sub):
     e = sub.add_parser("embed", help="per-cell and per-protein embeddings of a dataset with a trained run")
-    e.add_argument("--run", required=True)
+    e.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="trained run directory (spell it --run-dir under torchrun, where --run is ambiguous)")
     e.add_argument("--data", required=True, help="any dataset protrep reads (gfp + rfp crops)")
     e.add_argument("--out", required=True, help="cell table .csv/.csv.gz/.parquet; proteins go to <stem>.proteins.*")
     e.add_argument("--layer", help="feature layer (default: the run's)")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--cells", choices=("table", "npy", "none"), default="table",
+                   help="the cell features: table = the cell table at --out (built in memory: up to ~100,000 cells); "
+                        "npy = <stem>.cells.npy (float32, n x d) + <stem>.cells<suffix> (metadata rows), streamed, "
+                        "for any number of cells; none = the protein table only")
+    e.add_argument("--crops", choices=("five", "centre"), default="five",
+                   help="DeepLoc: average the centre and four corner crops (five) or the centre crop only (5x faster)")
+    e.add_argument("--batch-size", type=int, default=256,
+                   help="crops per batch (a cell's features depend on its batch: keep it to compare runs)")
+    e.add_argument("--workers", type=int,
+                   help="processes reading and stretching crops while the model runs (0: none; default: none on "
+                        "two CPU cores or fewer, 1 on more, every spare core up to 8 for a GPU)")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_embed)
     r = sub.add_parser("predict", help="per-protein predicted localization distribution (classifier runs)")
     r.add_argument("--run", required=True)
@@ -438,12 +473,51 @@ def _data_parsers(sub):
     d.set_defaults(func=_download)
 
 
+def _convert_parser(sub):
+    from .data.convert import CONVERT_FORMATS
+    from .data.shards import DEFAULT_SHARD_SIZE
+
+    def job(text):
+        i, _, n = text.partition("/")
+        if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+            raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n (e.g. 0/8), got {text!r}")
+        return int(i), int(n)
+
+    def fractions(text):
+        try:
+            return tuple(float(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected fractions such as 0.7,0.15,0.15, got {text!r}") from None
+
+    c = sub.add_parser("convert", help="convert crops (WT2 crop tree, DeepLoc HDF5, HPA crops or Kaggle, "
+                                       "protrep-cells) to a sharded protrep-cells dataset, resumably")
+    c.add_argument("src", help="source file or folder")
+    c.add_argument("--out", required=True, help="output folder (a re-run with the same options resumes it)")
+    c.add_argument("--format", choices=CONVERT_FORMATS, help="source format (default: detected)")
+    c.add_argument("--labels", help="localization table joined by protein: Huh 2003 yeastgfp CSV, or a CSV/TSV "
+                                    "with columns protein, localization")
+    c.add_argument("--label-key", choices=("auto", "orf", "gene", "protein"), default="auto",
+                   help="table column matched to the protein names, case-insensitively (default: the best match)")
+    c.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help=f"crops per shard "
+                                                                              f"(default {DEFAULT_SHARD_SIZE})")
+    c.add_argument("--shard", type=job, default=(0, 1), metavar="I/N",
+                   help="convert only shards k with k %% N == I (job I of a cluster array of N)")
+    c.add_argument("--workers", type=int, help="worker processes (default: all cores; output does not depend on it)")
+    c.add_argument("--split", type=fractions, default=(0.7, 0.15, 0.15),
+                   help="train,val,test fractions of proteins (default 0.7,0.15,0.15)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    c.add_argument("--overwrite", action="store_true", help="replace a finished dataset or another conversion "
+                                                            "at --out (never a folder of other files)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_convert)
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="protrep", description="Protein representations from single-cell microscopy.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     sub = p.add_subparsers(dest="command", required=True)
     for build in (_simulate_parser, _data_parsers, _train_parser, _apply_parsers, _background_parser,
-                  _evaluate_parser, _sweep_parser):
+                  _evaluate_parser, _sweep_parser, _convert_parser):
         build(sub)
     return p
 

@@ -105,3 +105,13 @@ def test_fast_percentiles_equal_numpy(n, h, w, low, span, ties, seed):
     step = np.spacing(np.float32(np.abs(x).max()))  # one float32 step at the largest value
     for q, values in zip(qs, got):
         assert np.allclose(values, np.percentile(x, q, axis=-1), rtol=0, atol=step)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), side=st.integers(1, 9))
+def test_stretch_of_integer_counts_equals_stretch_of_their_float32_values(seed, side):
+    # shards hold uint16 counts, which the stretch ranks as integers; the result must not change
+    from protrep.data.normalize import percentile_stretch
+
+    counts = np.random.default_rng(seed).integers(0, 65535, (3, 2, side, side)).astype(np.uint16)
+    assert np.array_equal(percentile_stretch(counts), percentile_stretch(counts.astype(np.float32)))

@@ -82,6 +82,17 @@ def test_forward_gives_finite_loss_and_gradients_everywhere(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_uses_partner_says_whether_the_loss_reads_the_partner(name):
+    # streamed training reads partner cells from disk only for models that declare them
+    model = small(name).eval()
+    batch = training_batch(model, synthetic_cells(6))
+    with torch.no_grad():
+        a = model(batch)["loss"]
+        b = model({**batch, "partner": torch.zeros_like(batch["partner"])})["loss"]
+    assert bool(a != b) == type(model).uses_partner
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_a_few_steps_overfit_a_fixed_batch(name):
     model = small(name, width=0.25)
     batch = training_batch(model, synthetic_cells(8, seed=1))

@@ -10,6 +10,9 @@ imports nothing from the later ones, and nothing here imports torch.
 ``screen``          what every simulated screen shares (wells in parallel, the cache)
 ``simulate``        the simulated ORF-GFP screen; ``simulate_hpa`` the HPA-like one
 ``dataset``         the ``protrep-cells`` format and :class:`~protrep.data.dataset.CellDataset`
+``arrays``          :class:`~protrep.data.arrays.ShardedArray`: crops on disk, read on demand
+``shards``          the out-of-core (sharded) ``protrep-cells`` layout, written atomically per shard
+``convert``         ``protrep convert``: users' crop trees, HDF5 and HPA sets into shards, labels joined
 ``readers``         every format protrep reads (:func:`~protrep.data.readers.open_dataset`)
 ``hpa``             Human Protein Atlas classes and readers (Kaggle layout, crops)
 ``standards``       functional standards: the simulated ones and the real yeast ones

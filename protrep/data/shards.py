@@ -233,8 +233,8 @@ def finalize_shards(root, *, channels, classes=(), n_shards=None, proteins=None,
         "n_proteins": int(len(proteins)), "shard_size": int(max(n for _, n in counts)), "shards": counts,
         "standards": sorted(standards or {}), "config": config or {}, **(extra or {}),
     }
-    proteins.to_csv(root / ".proteins.csv.tmp", index=False, float_format="%.6g", lineterminator="\n")
-    os.replace(root / ".proteins.csv.tmp", root / "proteins.csv")
+    with atomic_file(root / "proteins.csv", "w") as f:
+        proteins.to_csv(f, index=False, float_format="%.6g", lineterminator="\n")
     if standards:
         with atomic_dir(root / "standards", overwrite=True) as tmp:
             for name, table in sorted(standards.items()):

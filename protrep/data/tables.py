@@ -15,6 +15,12 @@ installed); ``protrep embed --out FILE`` writes the cell table to FILE and the p
 table beside it as ``<stem>.proteins<suffix>``. Plain pandas: evaluation reads these
 without torch.
 
+A cell table of a million cells is too big for CSV: ``protrep embed --cells npy`` writes the
+cell features as a float32 ``(n, d)`` array ``<stem>.cells.npy`` and the cell metadata
+(``protein, plate, well, ...``, row ``i`` describing array row ``i``) as the table
+``<stem>.cells<suffix>`` (:func:`cell_feature_paths`; :func:`read_cell_features` reads
+both back, the array memory-mapped); the protein table is the same in every form.
+
 Embeddings made elsewhere need not follow this layout: :func:`embedding_features` finds
 the features of any table with a ``protein`` column (every numeric column but the
 metadata, or the columns named), and :func:`protein_embedding` turns it into a checked
@@ -32,7 +38,8 @@ from ..atomic import atomic_file
 from ..errors import DataError
 
 __all__ = ["METADATA_COLUMNS", "embedding_features", "embedding_tables", "feature_columns", "protein_distributions",
-           "protein_embedding", "protein_table_path", "read_table", "write_table"]
+           "protein_embedding", "protein_table_path", "read_table", "write_table", "cell_metadata", "protein_table",
+           "cell_feature_paths", "read_cell_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -266,3 +273,80 @@ def read_table(path):
         return pd.read_csv(path, dtype={"protein": str})
     except Exception as e:  # pandas/pyarrow raise many types for damaged files
         raise DataError(path, f"unreadable table ({type(e).__name__}: {e})") from None
+
+
+def cell_metadata(meta):
+    """The metadata columns of a cell embedding table (``protein, plate, well, field, cell, split, label``
+    where ``meta`` has them), in that order, indexed from 0."""
+    return meta[[c for c in _CELL_META if c in meta]].reset_index(drop=True)
+
+
+def protein_table(proteins, sums, counts):
+    """A protein embedding table (the layout of :func:`embedding_tables`) from per-protein sums.
+
+    Parameters
+    ----------
+    proteins : sequence of str, length p
+        Protein ids, in the order of the rows of ``sums`` (sorted, as ``embedding_tables`` sorts).
+    sums : ndarray, shape (p, d)
+        Sum of the features of each protein's cells (float64, so the sum of a million float32
+        rows loses nothing that the float32 mean would keep).
+    counts : ndarray of int, shape (p,)
+        Number of cells of each protein; every count must be positive.
+
+    Returns
+    -------
+    DataFrame
+        ``protein``, ``n_cells`` and the float32 means ``f0000`` ... (``sums / counts``).
+    """
+    sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.int64)
+    if sums.ndim != 2 or counts.shape != (len(sums),) or len(proteins) != len(sums):
+        raise ValueError(f"{len(proteins)} proteins, sums of shape {sums.shape} and counts of shape {counts.shape} "
+                         "must agree: (p,), (p, d) and (p,)")
+    if len(counts) and counts.min() < 1:
+        raise ValueError("every protein needs at least one cell (a count of 0 has no mean)")
+    names = [f"f{j:04d}" for j in range(sums.shape[1])]
+    table = pd.DataFrame((sums / counts[:, None]).astype(np.float32), columns=names)
+    table.insert(0, "n_cells", counts)
+    table.insert(0, "protein", proteins)
+    return table
+
+
+def cell_feature_paths(path):
+    """Where ``--cells npy`` puts the cells of the embedding ``path``: ``(features .npy, metadata table)``.
+
+    ``emb.csv.gz`` -> ``emb.cells.npy`` and ``emb.cells.csv.gz`` (the table has the suffix of ``path``).
+    """
+    path = Path(path)
+    protein_table_path(path)  # validates the suffix
+    suffix = next(s for s in (".csv.gz", ".parquet", ".csv") if path.name.endswith(s))
+    stem = path.name[: -len(suffix)]
+    return path.with_name(f"{stem}.cells.npy"), path.with_name(f"{stem}.cells{suffix}")
+
+
+def read_cell_features(path):
+    """The cell embedding written with ``--cells npy`` for the embedding ``path``.
+
+    Returns
+    -------
+    meta : DataFrame
+        One row per cell (``protein, plate, well, ...``).
+    features : ndarray, float32, shape (n, d)
+        Memory-mapped (read only): a million cells are not read into memory until used.
+
+    Raises
+    ------
+    DataError
+        A missing or damaged file, or a table whose rows do not match the array's.
+    """
+    features_path, meta_path = cell_feature_paths(path)
+    if not features_path.is_file():
+        raise DataError(features_path, "no such file (written by protrep embed --cells npy)")
+    try:
+        features = np.load(features_path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(features_path, f"unreadable or truncated .npy file ({e})") from None
+    meta = read_table(meta_path)
+    if len(meta) != len(features):
+        raise DataError(meta_path, f"{len(meta)} rows for the {len(features)} rows of {features_path.name}")
+    return meta, features

@@ -163,6 +163,9 @@ class Model(nn.Module):
     #: What the ``label`` of a training cell must be: ``"localization"`` (the dataset's
     #: classes; used by classifiers only) or ``"protein"`` (identity; PIFiA).
     target: str = "localization"
+    #: Whether ``forward`` reads ``batch["partner"]`` (a cell of the same protein; Paired
+    #: Cell Inpainting). Training streamed from disk reads partner cells only for such models.
+    uses_partner: bool = False
 
     def __init__(self, config, *, seed=None):
         super().__init__()

@@ -86,6 +86,7 @@ class PairedCellInpainting(Model):
 
     default_layer = "conv4"
     feature_layers = tuple(f"conv{i}" for i in range(1, 6))
+    uses_partner = True
 
     def build(self, config):
         if config.in_channels < 2:

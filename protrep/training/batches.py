@@ -1,10 +1,17 @@
 """Turn a :class:`~protrep.data.dataset.CellDataset` into training batches.
 
-The whole (normalised) dataset is held as one tensor, on the training device when it fits,
-and batches are index selections from it: no worker processes, nothing to keep a GPU
-waiting for. Every random choice (order, partner cells, augmentation) comes from a
-``torch.Generator`` seeded by ``(seed, epoch, step)``, so any step can be reproduced on
-its own; this is what makes ``--resume`` continue exactly.
+A dataset held in memory becomes one (normalised) tensor, on the training device when it
+fits, and batches are index selections from it (:class:`CellTensors`): no worker
+processes, nothing to keep a GPU waiting for. A dataset on disk (a sharded
+``protrep-cells`` folder, whose images are read on demand) is read batch by batch
+(:class:`StreamedCells`): only the rows of a batch and its partner cells are read and
+normalised, so memory does not grow with the number of cells, and DataLoader workers read
+ahead (:class:`StepBatches`). Both give the same batches, value for value.
+
+Every random choice (order, partner cells, augmentation) comes from a ``torch.Generator``
+seeded by ``(seed, epoch, step)``, so any step can be reproduced on its own; this is what
+makes ``--resume`` continue exactly. A worker that builds a step's cells hands back the
+state of that step's generator with them, and the training process continues from it.
 """
 
 from dataclasses import dataclass
@@ -12,14 +19,55 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.arrays import is_lazy
 from ..data.dataset import multi_hot
 from ..data.normalize import percentile_stretch
 
-__all__ = ["CellTensors", "step_generator", "augment", "center_crop", "randomize_background", "mask_to_level"]
+__all__ = ["CellTensors", "StreamedCells", "StepBatches", "step_generator", "augment", "center_crop",
+           "randomize_background", "mask_to_level"]
+
+
+class _ProteinGroups:
+    """Partner cells for Paired Cell Inpainting: another cell of the same protein (``self.protein``)."""
+
+    def _group_by_protein(self):
+        # cells grouped by protein: _members[_start[g] + j] is the j-th cell of group g
+        self._members = np.argsort(self.protein, kind="stable")
+        groups, self._group = np.unique(self.protein, return_inverse=True)
+        self._count = np.bincount(self._group, minlength=len(groups))
+        self._start = np.concatenate([[0], np.cumsum(self._count)[:-1]])
+        self._pos = np.empty(len(self.protein), int)
+        self._pos[self._members] = np.arange(len(self.protein)) - self._start[self._group[self._members]]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def partners(self, index, generator):
+        """For each cell in ``index``, another cell of the same protein, uniformly (itself if alone)."""
+        index = np.asarray(index)
+        g, pos = self._group[index], self._pos[index]
+        others = np.maximum(self._count[g] - 1, 1)
+        u = torch.rand(len(index), generator=generator, dtype=torch.float64).numpy()
+        k = np.minimum((u * others).astype(int), others - 1)
+        k = np.where(self._count[g] > 1, k + (k >= pos), pos)  # skip the cell itself
+        return self._members[self._start[g] + k]
+
+
+def _cell_table(ds, index, background):
+    """Labels, protein codes and (multi-label data) multi-hot targets of cells ``index``: the small per-cell arrays."""
+    labels = ds.meta["label"].to_numpy()[index] if "label" in ds.meta else np.full(len(index), -1)
+    codes = ds.meta["protein"].astype("category").cat.codes.to_numpy()[index]
+    if background and ds.masks is None:
+        from ..errors import DataError
+
+        raise DataError(ds.source or "dataset", "has no centre-cell masks, which background randomisation needs")
+    multilabel = (torch.from_numpy(multi_hot(ds.meta["localization"].to_numpy()[index], ds.classes))
+                  if ds.info.get("multilabel") else None)
+    return torch.as_tensor(labels, dtype=torch.int64), np.asarray(codes), multilabel
 
 
 @dataclass
-class CellTensors:
+class CellTensors(_ProteinGroups):
     """Normalised images, labels and protein groups of one set of cells, as tensors.
 
     Attributes
@@ -60,47 +108,20 @@ class CellTensors:
         of the stretched crops (:func:`protrep.data.backgrounds.background_stats`).
         """
         index = np.arange(len(ds)) if index is None else np.asarray(index)
+        labels, codes, multilabel = _cell_table(ds, index, background)
         # a dataset stretched once for several runs (protrep.inference.embed.stretched) is not stretched again
         images = ds.images[index].astype(np.float32) if ds.info.get("stretched") else percentile_stretch(ds.images[index])
-        labels = ds.meta["label"].to_numpy()[index] if "label" in ds.meta else np.full(len(index), -1)
-        codes = ds.meta["protein"].astype("category").cat.codes.to_numpy()[index]
         extra = {}
         if background:
-            from ..errors import DataError
-
-            if ds.masks is None:
-                raise DataError(ds.source or "dataset", "has no centre-cell masks, which background "
-                                "randomisation needs")
             level, noise = _background_stats_of(ds, index, images)
             extra = {"masks": torch.from_numpy(np.ascontiguousarray(ds.masks[index])).to(device),
                      "level": torch.from_numpy(level).to(device), "noise": torch.from_numpy(noise).to(device)}
-        if ds.info.get("multilabel"):
-            extra["multilabel"] = torch.from_numpy(multi_hot(ds.meta["localization"].to_numpy()[index],
-                                                             ds.classes)).to(device)
-        return cls(torch.from_numpy(images).to(device), torch.as_tensor(labels, dtype=torch.int64, device=device),
-                   np.asarray(codes), **extra)
-
-    def __len__(self):
-        return len(self.labels)
+        if multilabel is not None:
+            extra["multilabel"] = multilabel.to(device)
+        return cls(torch.from_numpy(images).to(device), labels.to(device), codes, **extra)
 
     def __post_init__(self):
-        # cells grouped by protein: _members[_start[g] + j] is the j-th cell of group g
-        self._members = np.argsort(self.protein, kind="stable")
-        groups, self._group = np.unique(self.protein, return_inverse=True)
-        self._count = np.bincount(self._group, minlength=len(groups))
-        self._start = np.concatenate([[0], np.cumsum(self._count)[:-1]])
-        self._pos = np.empty(len(self.protein), int)
-        self._pos[self._members] = np.arange(len(self.protein)) - self._start[self._group[self._members]]
-
-    def partners(self, index, generator):
-        """For each cell in ``index``, another cell of the same protein, uniformly (itself if alone)."""
-        index = np.asarray(index)
-        g, pos = self._group[index], self._pos[index]
-        others = np.maximum(self._count[g] - 1, 1)
-        u = torch.rand(len(index), generator=generator, dtype=torch.float64).numpy()
-        k = np.minimum((u * others).astype(int), others - 1)
-        k = np.where(self._count[g] > 1, k + (k >= pos), pos)  # skip the cell itself
-        return self._members[self._start[g] + k]
+        self._group_by_protein()
 
     def batch(self, index, generator=None):
         """The batch dict the models take: ``image``, ``label``, ``partner`` (and ``index``)."""
@@ -118,6 +139,121 @@ class CellTensors:
         else:
             out["partner"] = out["image"]
         return out
+
+
+@dataclass
+class StreamedCells(_ProteinGroups):
+    """The cells of a dataset on disk, read batch by batch: the out-of-core :class:`CellTensors`.
+
+    Holds only per-cell scalars (labels, protein codes, multi-hot targets) and the lazy
+    arrays of a sharded dataset (:class:`~protrep.data.arrays.ShardedArray`); :meth:`batch`
+    reads the rows of a batch and of its partner cells, stretches them and, for background
+    randomisation, measures their background. Every step is per cell, so the batches equal
+    those of :class:`CellTensors` value for value. Batches are CPU tensors (the training
+    loop moves them to its device).
+
+    Attributes
+    ----------
+    images : ShardedArray (n, c, h, w)
+        The cells' crops, raw counts (or stretched, where ``stretched``), read on demand.
+    labels : Tensor, int64 (n,)
+    protein : ndarray of int (n,)
+    masks : ShardedArray of bool (n, h, w), optional
+        Centre-cell masks, present when built with ``background=True``.
+    multilabel : Tensor of float32 (n, k), optional
+        As :class:`CellTensors`.
+    stretched : bool
+        The crops are stretched already (``ds.info["stretched"]``).
+    read_partners : bool
+        Read the partner cells; where False, ``partner`` is the image itself (for models
+        that do not use it: half the reading and stretching), although the partners are
+        still drawn, so that the generator goes on as with them.
+    """
+
+    images: object
+    labels: torch.Tensor
+    protein: np.ndarray
+    masks: object = None
+    multilabel: torch.Tensor | None = None
+    stretched: bool = False
+    read_partners: bool = True
+
+    @classmethod
+    def from_dataset(cls, ds, index=None, *, background=False, read_partners=True):
+        """Cells ``index`` (all if None) of ``ds``, left on disk; as :meth:`CellTensors.from_dataset`."""
+        index = np.arange(len(ds)) if index is None else np.asarray(index)
+        labels, codes, multilabel = _cell_table(ds, index, background)
+
+        def rows(array):  # a lazy array's selection is lazy too: nothing is read here
+            return array.take(index) if is_lazy(array) else array[index]
+
+        return cls(rows(ds.images), labels, codes, masks=rows(ds.masks) if background else None,
+                   multilabel=multilabel, stretched=bool(ds.info.get("stretched")), read_partners=read_partners)
+
+    def __post_init__(self):
+        self._group_by_protein()
+
+    def batch(self, index, generator=None):
+        """The batch dict of :meth:`CellTensors.batch` (with ``mask``, ``level``, ``noise`` where masks are kept)."""
+        index = np.asarray(index)
+        partners = self.partners(index, generator) if generator is not None else None
+        read = partners is not None and self.read_partners
+        # each row read and stretched once, in ascending order, however often it is asked for
+        rows, where = np.unique(np.concatenate([index, partners]) if read else index, return_inverse=True)
+        raw = self.images[rows]
+        images = torch.from_numpy(raw.astype(np.float32) if self.stretched else percentile_stretch(raw))
+        where = torch.from_numpy(where.reshape(-1))
+        idx = torch.as_tensor(index)
+        out = {"image": images.index_select(0, where[:len(index)]), "label": self.labels.index_select(0, idx),
+               "index": idx}
+        out["partner"] = images.index_select(0, where[len(index):]) if read else out["image"]
+        if self.masks is not None:
+            from ..data.backgrounds import background_stats
+
+            masks = np.ascontiguousarray(self.masks[index], dtype=bool)
+            level, noise = background_stats(out["image"].numpy(), masks)
+            out.update(mask=torch.from_numpy(masks), level=torch.from_numpy(level), noise=torch.from_numpy(noise))
+        if self.multilabel is not None:
+            out["multilabel"] = self.multilabel.index_select(0, idx)
+        return out
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """The cells of training step ``(epoch, step)`` and its generator's state: what a DataLoader worker builds.
+
+    Item ``(epoch, step)`` is ``((epoch, step), cells, state)``: ``cells`` is
+    ``data.batch(index, generator)`` for this process's share ``index`` of the step's
+    global batch (``order[step * batch_size:(step + 1) * batch_size][rank::world]``, with
+    the epoch's order drawn from ``step_generator(seed, epoch, 0, stream=1)``), and
+    ``state`` the state (``Generator.get_state()``) of the step's generator
+    ``step_generator(seed, epoch, step)`` after the partner cells were drawn. The training
+    process continues from ``state`` (background randomisation, augmentation), so the
+    random stream does not depend on where, or by how many workers, the cells were read.
+
+    Parameters
+    ----------
+    data : CellTensors or StreamedCells
+    seed, batch_size : int
+    rank, world : int
+        This process and the number of processes (DistributedDataParallel).
+    """
+
+    def __init__(self, data, *, seed, batch_size, rank=0, world=1):
+        self.data, self.seed, self.batch_size, self.rank, self.world = data, seed, batch_size, rank, world
+        self._order = (None, None)
+
+    def order(self, epoch):
+        """The epoch's order of the cells (a permutation of ``range(len(data))``)."""
+        if self._order[0] != epoch:
+            g = step_generator(self.seed, epoch, 0, stream=1)
+            self._order = (epoch, torch.randperm(len(self.data), generator=g).numpy())
+        return self._order[1]
+
+    def __getitem__(self, key):
+        epoch, step = key
+        g = step_generator(self.seed, epoch, step)
+        index = self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size][self.rank::self.world]
+        return (epoch, step), self.data.batch(index, g), g.get_state()
 
 
 def _background_stats_of(ds, index, images):

@@ -3,7 +3,11 @@
 Read :func:`train` top to bottom: learning rate, forward/backward, clip, step, log; at the
 end of each epoch evaluate, checkpoint and decide whether to stop. The loop runs the same
 on a laptop CPU, one GPU (mixed precision, channels-last) or several processes launched by
-``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL on GPUs).
+``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL on GPUs). A dataset held in
+memory is stretched once and batched from one tensor; a sharded dataset on disk is read
+batch by batch (:class:`~protrep.training.batches.StreamedCells`), optionally ahead by
+DataLoader workers (``TrainConfig.workers``), each process reading only its share of a
+batch; both train the same weights.
 
 A run directory holds everything needed to rebuild the run::
 
@@ -34,11 +38,21 @@ import torch.distributed as dist
 
 from ..atomic import read_json, write_json
 from ..config import Config, check_choice, check_int, check_number, check_share, source_hash
+from ..data.arrays import is_lazy
 from ..data.dataset import protein_identity
 from ..errors import DataError
 from ..models import build_model, model_class
 from ..progress import progress as progress_bar
-from .batches import CellTensors, augment, center_crop, mask_to_level, randomize_background, step_generator
+from .batches import (
+    CellTensors,
+    StepBatches,
+    StreamedCells,
+    augment,
+    center_crop,
+    mask_to_level,
+    randomize_background,
+    step_generator,
+)
 from .runs import (
     check_compatible,
     dataset_fingerprint,
@@ -111,6 +125,16 @@ class TrainConfig(Config):
         ``background=1`` the model sees the centre cell alone at training and validation
         time (masking at input: embed its test crops masked too,
         :func:`protrep.data.backgrounds.mask_background`).
+    workers : int or None
+        DataLoader worker processes that read and stretch the next batches while the
+        model trains, for a dataset whose crops are read from disk (a sharded
+        ``protrep-cells`` folder); 0 reads each batch when it is needed. None: 0 when
+        training on the CPU, where workers only take cores from the model (DeepLoc at
+        width 0.125 on 2 cores, streamed against in memory: 85% with 0 workers, 80% with
+        1, 77% with 2), and otherwise one per core left to each process, at most 4; workers
+        matter where a GPU computes and the cores are free. Results do not depend on
+        it, nor is it part of a run's identity (a run may resume with another number).
+        Unused for a dataset held in memory.
     """
 
     epochs: int | None = 10
@@ -131,9 +155,11 @@ class TrainConfig(Config):
     init_from: str | None = None
     background: float = 0.0
     background_mode: str = "random"
+    workers: int | None = None
 
     def __post_init__(self):
         check_int(self, "epochs", "max_steps", low=1, none=True)
+        check_int(self, "workers", none=True)
         check_int(self, "batch_size", "eval_batch_size", low=1)
         check_int(self, "warmup_steps", "patience", "seed")
         check_number(self, "lr", "weight_decay", "grad_clip", low=0.0)
@@ -194,7 +220,8 @@ def validate(model, data, *, batch_size=256, device=None, amp=True, channels_las
     every epoch); the notebooks report test accuracy with the five-crop average. On
     multi-label data (batches with ``"multilabel"``) there is no argmax: ``val_accuracy``
     is the exact-match accuracy and ``val_macro_f1`` the macro F1 over the classes present,
-    both at probability 0.5.
+    both at probability 0.5. ``data`` is a :class:`CellTensors` or, for a dataset on disk,
+    a :class:`StreamedCells`, whose batches are read one at a time and moved to ``device``.
     """
     module = getattr(model, "module", model)
     was_training = module.training
@@ -205,6 +232,8 @@ def validate(model, data, *, batch_size=256, device=None, amp=True, channels_las
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, len(data), batch_size):
         batch = data.batch(np.arange(start, min(start + batch_size, len(data))), g)
+        if device is not None:
+            batch = {k: v.to(device) for k, v in batch.items()}
         if "mask" in batch:  # trained with background randomisation: the target is the centre cell alone
             batch["target"] = mask_to_level(batch["image"], batch.pop("mask"), batch.pop("level"))
             batch.pop("noise")
@@ -241,8 +270,7 @@ def _prepare_run_dir(out, run_info, *, resume, overwrite):
     spec = out / "run.json"
     if spec.exists():
         old = read_json(spec, missing="no run.json")
-        keys = ("model", "train", "data", "code", "init")
-        same = {k: old.get(k) for k in keys} == {k: run_info[k] for k in keys}
+        same = _identity(old) == _identity(run_info)
         if not same and not overwrite:
             raise DataError(out, "already holds a different run (model, training, data or code differ); "
                             "choose another --out or pass --overwrite")
@@ -252,6 +280,13 @@ def _prepare_run_dir(out, run_info, *, resume, overwrite):
             for name in ("checkpoint.pt", "best.pt", "history.csv"):
                 (out / name).unlink(missing_ok=True)
     write_json(spec, run_info)
+    return out
+
+
+def _identity(run_info):
+    """What makes two runs the same run: model, training, data, code, initial weights (not ``workers``)."""
+    out = {k: run_info.get(k) for k in ("model", "train", "data", "code", "init")}
+    out["train"] = {k: v for k, v in (out["train"] or {}).items() if k != "workers"}
     return out
 
 
@@ -279,8 +314,8 @@ class _Run:
     rank: int
     world: int
     device: torch.device
-    data_train: CellTensors
-    data_val: CellTensors
+    data_train: CellTensors | StreamedCells
+    data_val: CellTensors | StreamedCells
     model: torch.nn.Module
     net: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -322,8 +357,13 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
     if world > 1:
         dist.barrier()
     split = dataset.meta["split"].to_numpy()
-    data_train, data_val = (CellTensors.from_dataset(dataset, np.flatnonzero(split == s), device=device,
-                                                     background=cfg.background > 0) for s in ("train", "val"))
+    if is_lazy(dataset.images):  # crops on disk: read batch by batch, never all at once
+        partners = model_class(model_config.name).uses_partner
+        data_train, data_val = (StreamedCells.from_dataset(dataset, np.flatnonzero(split == s), read_partners=partners,
+                                                           background=cfg.background > 0) for s in ("train", "val"))
+    else:
+        data_train, data_val = (CellTensors.from_dataset(dataset, np.flatnonzero(split == s), device=device,
+                                                         background=cfg.background > 0) for s in ("train", "val"))
     if len(data_train) == 0:
         raise DataError(dataset.source or "dataset", "has no cells with split == 'train'")
     if classifier and data_train.multilabel is None and not bool((data_train.labels >= 0).any()):
@@ -353,12 +393,44 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
 _MODES = {"random": (0, 1, 2), "mask": (0,)}  # randomize_background's modes: masked, swapped, cell-free
 
 
-def _batch(run, order, epoch, step):
-    """The batch of ``step``: this process's share of the cells, background randomisation, augmentation."""
+def _steps_left(epoch, step, global_step, steps_per_epoch, total_steps):
+    """``(epoch, step)`` of every step from the given position to the end of the run, in order."""
+    for _ in range(global_step, total_steps):
+        if step >= steps_per_epoch:
+            epoch, step = epoch + 1, 0
+        yield epoch, step
+        step += 1
+
+
+def _batches(run):
+    """The cells of every step left to train, in order: ``((epoch, step), cells, generator state)``.
+
+    Items of :class:`StepBatches`, built when needed or, for cells streamed from disk, read
+    ahead by ``cfg.workers`` DataLoader worker processes (which end with the iteration, and
+    when the training process dies). Closing the generator stops the workers.
+    """
+    cfg, state = run.cfg, run.state
+    steps = StepBatches(run.data_train, seed=cfg.seed, batch_size=cfg.batch_size, rank=run.rank, world=run.world)
+    keys = _steps_left(state["epoch"], state["step"], state["global_step"], run.steps_per_epoch, run.total_steps)
+    workers = cfg.workers
+    if workers is None:  # none on the CPU, where the model uses every core
+        workers = 0 if run.device.type == "cpu" else min(4, max(1, (os.cpu_count() or 1) // run.world - 1))
+    if workers == 0 or not isinstance(run.data_train, StreamedCells):
+        yield from (steps[key] for key in keys)
+    else:
+        yield from torch.utils.data.DataLoader(steps, batch_size=None, sampler=keys, num_workers=workers,
+                                               pin_memory=run.device.type == "cuda")
+
+
+def _batch(run, built, epoch, step):
+    """The batch of ``step`` from its cells (see :class:`StepBatches`): background randomisation, augmentation."""
     cfg = run.cfg
-    g = step_generator(cfg.seed, epoch, step)
-    index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size][run.rank::run.world]
-    batch = run.data_train.batch(index, g)
+    at, cells, state = built
+    if tuple(at) != (epoch, step):
+        raise RuntimeError(f"the batch of epoch {at[0]}, step {at[1]} came for epoch {epoch}, step {step}")
+    g = torch.Generator()
+    g.set_state(state)  # the step's generator, where the partner draws left it
+    batch = {k: v.to(run.device, non_blocking=True) for k, v in cells.items()}
     if cfg.background > 0:
         batch = randomize_background(batch, batch.pop("mask"), batch.pop("level"), batch.pop("noise"), g,
                                      p=cfg.background, modes=_MODES[cfg.background_mode])
@@ -409,6 +481,8 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
     train_config : TrainConfig
     dataset : CellDataset
         With a ``split`` column (``train``/``val``); labels are used by classifiers only.
+        Held in memory, or on disk (a sharded dataset, whose lazy ``images`` are then
+        read batch by batch: memory does not grow with the number of cells).
     out : str or Path
         Run directory.
     resume : bool
@@ -436,17 +510,17 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
     # the rate of the last step taken: what the epoch records when a run resumes right at its end
     lr = _lr_at(max(state["global_step"] - 1, 0), run.total_steps, cfg)
     run.net.train()
+    batches = _batches(run)  # the cells of each step to come, read ahead by DataLoader workers when streaming
     try:
         while not done:
             epoch = state["epoch"]
-            order = torch.randperm(len(run.data_train), generator=step_generator(cfg.seed, epoch, 0, stream=1)).numpy()
             for step in range(state["step"], run.steps_per_epoch):
                 # learning rate
                 lr = _lr_at(state["global_step"], run.total_steps, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 # forward / backward
-                batch = _batch(run, order, epoch, step)
+                batch = _batch(run, next(batches), epoch, step)
                 with _autocast(run.device, cfg.amp):
                     loss = run.net(batch)["loss"]
                 optimizer.zero_grad(set_to_none=True)
@@ -477,6 +551,7 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
         log.warning("interrupted: checkpoint written to %s; continue with --resume", run.out / "checkpoint.pt")
         raise
     finally:
+        batches.close()  # stops the workers
         bar.close()
     if run.world > 1:
         dist.barrier()
