@@ -2,7 +2,9 @@
 # the package registries (PyPI).
 #
 #   make book    install if needed; run every notebook of _toc.yml (profile PROFILE) into
-#                _build/notebooks; build the HTML of the executed notebooks in _build/html
+#                _build/notebooks; build the HTML of the executed notebooks in _build/html.
+#                DATASET=<your screen> [LABELS=<table>] [STANDARDS=<folder>] runs it on your
+#                own data instead of the simulated screen (protrep.userdata; see the README)
 #   make test    install if needed; run the test suite
 #
 # The install step (a .venv with the pinned requirements and protrep in editable mode)
@@ -16,6 +18,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.protrep-installed
 PROFILE ?= default
+# The book on your own screen: a protrep-cells folder or a source `protrep convert` reads, the
+# localization table joined when it is converted, and a folder of functional standards.
+DATASET ?=
+LABELS ?=
+STANDARDS ?=
+BOOK_PARAMS := $(if $(DATASET),-p dataset $(DATASET)) $(if $(LABELS),-p labels $(LABELS)) \
+	$(if $(STANDARDS),-p standards $(STANDARDS))
 PYTEST_ARGS ?=
 
 # Tests and notebooks read the real reference data through PROTREP_SHARED_DATA when
@@ -29,6 +38,7 @@ endif
 
 help:
 	@echo "make book    run the notebooks (PROFILE=$(PROFILE)) and build _build/html"
+	@echo "             on your screen: make book DATASET=DIR [LABELS=TABLE] [STANDARDS=FOLDER]"
 	@echo "make test    run the test suite"
 	@echo "make install create $(VENV) and install the pinned requirements (done by both)"
 	@echo "make constraints  rewrite constraints.txt from $(VENV) after changing requirements.txt"
@@ -47,7 +57,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml | $(PY)
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PY) scripts/run_book.py run --profile $(PROFILE) --out _build/notebooks
+	$(PY) scripts/run_book.py run --profile $(PROFILE) $(BOOK_PARAMS) --out _build/notebooks
 	$(PY) scripts/run_book.py html --executed _build/notebooks --staging _build/src --path-output .
 
 test: $(STAMP)

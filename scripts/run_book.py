@@ -7,6 +7,13 @@ from those executed copies::
     python scripts/run_book.py run  [--profile default] [-p NAME VALUE]... [--out _build/notebooks]
     python scripts/run_book.py html [--executed _build/notebooks] [--path-output .]
 
+The book on your own screen: ``-p dataset DIR`` (a ``protrep-cells`` folder or any source
+``protrep convert`` reads), with ``-p labels TABLE`` (joined when the source is converted)
+and ``-p standards FOLDER`` (functional standards); ``make book DATASET=... LABELS=...
+STANDARDS=...`` passes them. These three are made absolute before the notebooks run in
+``book/`` (:data:`PATH_PARAMETERS`); :mod:`protrep.userdata` says what each chapter does
+with them.
+
 ``run`` executes each notebook with the kernel ``python3`` (the interpreter running this
 script, so the one of ``.venv`` under ``make``) and the working directory ``book/``, so
 notebooks refer to ``../data/...`` and write their headline numbers to
@@ -53,11 +60,14 @@ JB_FLAGS = ["-W", "-n", "--keep-going", "--all"]
 # Matplotlib's inline backend for the kernels: a MPLBACKEND=Agg inherited from the
 # calling environment (a test runner, a CI image) would make every figure vanish.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+#: Parameters that name files: relative paths are taken from the caller's working directory, not ``book/``.
+PATH_PARAMETERS = ("dataset", "standards", "labels")
 
 __all__ = [
     "toc_files",
     "toc_notebooks",
     "parse_value",
+    "absolute_paths",
     "run_notebooks",
     "stage_book",
     "build_html",
@@ -111,6 +121,17 @@ def toc_files(root: Path = ROOT) -> list[Path]:
 def toc_notebooks(root: Path = ROOT) -> list[Path]:
     """Return the notebooks of ``<root>/_toc.yml`` in reading order."""
     return [f for f in toc_files(root) if f.suffix == ".ipynb"]
+
+
+def absolute_paths(parameters: dict, cwd: Path | None = None) -> dict:
+    """``parameters`` with the values of :data:`PATH_PARAMETERS` made absolute (from ``cwd``, default the current one).
+
+    The notebooks run with the working directory ``book/``, so a path given relative to
+    where the command was typed would otherwise point elsewhere. None stays None.
+    """
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    return {k: (str((cwd / Path(v).expanduser()).resolve()) if k in PATH_PARAMETERS and isinstance(v, str) else v)
+            for k, v in parameters.items()}
 
 
 def parse_value(text: str):
@@ -367,6 +388,7 @@ def main(argv=None) -> int:
 
         parameters = {"profile": args.profile}
         parameters.update({name: parse_value(value) for name, value in args.parameter})
+        parameters = absolute_paths(parameters)
         notebooks = toc_notebooks()
         if args.only:
             unknown = set(args.only) - {nb.stem for nb in notebooks}
@@ -383,13 +405,16 @@ def main(argv=None) -> int:
         print(f"[run_book] this machine: fp32 matmul {gflops:.0f} GFLOP/s (torch.mm 4096 x 4096), "
               f"{cpu_capability()} kernels", flush=True)
         try:
+            # the time shares are the default profile's on the simulated screen, not on a user's dataset
+            shares = args.profile == "default" and parameters.get("dataset") is None
             timings = run_notebooks(notebooks, args.out, parameters=parameters, log_output=args.log_output,
-                                    gflops=gflops if args.profile == "default" else None)
+                                    gflops=gflops if shares else None)
         except pm.PapermillExecutionError as err:
             print(f"[run_book] FAILED: {err.ename}: {err.evalue} (cell {err.exec_count}); "
                   f"see the executed notebook in {args.out}", file=sys.stderr)
             return 1
-        report_timing(timings, gflops, args.results / "timing.json", profile=args.profile)
+        report_timing(timings, gflops, args.results / "timing.json",
+                      profile=args.profile if parameters.get("dataset") is None else f"{args.profile} (your dataset)")
         return 0
     staging = stage_book(args.executed, args.staging)
     try:

@@ -121,7 +121,7 @@ def test_temporaries_of_dead_writers_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / "shards" / f".00003.{host}.{int(dead.stdout)}.tmp"
     alive = tmp_path / "shards" / f".00004.{host}.{os.getpid()}.tmp"
-    other = tmp_path / "shards" / f".00005.elsewhere.1.tmp"
+    other = tmp_path / "shards" / ".00005.elsewhere.1.tmp"
     for p in (stale, alive, other):
         p.mkdir(parents=True)
     assert clean_temporaries(tmp_path) == [stale]
