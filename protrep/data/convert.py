@@ -56,9 +56,10 @@ from .dataset import FORMAT_NAME, load_dataset, load_proteins, split_by_protein
 from .hpa import HPA_CHANNELS, HPA_CLASSES, _parse_target
 from .proteome import CLASSES, HUH_CENSUS, HUH_TO_CLASS
 # the crop readers' own file patterns, sort key and TIFF reader, so the index has their order and checks
-from .readers import (_CROP_RE, _HPA_RE, CROP_CHANNELS, DEEPLOC_CHANNELS, HPA_CROP_CHANNELS, _deeploc_channel_names,
+from .readers import (_CROP_RE, _HPA_RE, _check_hdf5, CROP_CHANNELS, DEEPLOC_CHANNELS, HPA_CROP_CHANNELS, _deeploc_channel_names,
                       _deeploc_proteins, _decode, _natural_key, _read_tiff, detect_format, read_field_image)
 from .shards import (DEFAULT_SHARD_SIZE, clean_temporaries, complete_cells, done_shards, finalize_shards,
+                     writer_alive,
                      shard_name, shard_ranges, write_shard)
 from .standards import read_huh2003
 
@@ -307,10 +308,7 @@ def _deeploc_labels(f, n, path, chunk=65536):
 
 def _open_deeploc(path):
     """Index of a DeepLoc HDF5 file: its row numbers, proteins and labels (pixels are read per shard)."""
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    if not h5py.is_hdf5(path):
-        raise DataError(path, "not an HDF5 file (no HDF5 signature); expected a DeepLoc .hdf5 file")
+    _check_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             if "data1" not in f or not isinstance(f["data1"], h5py.Dataset) or f["data1"].ndim != 2:
@@ -615,18 +613,6 @@ def _prepare_out(out, params, *, overwrite, shard):
     return False
 
 
-def _alive(host, pid):
-    if host != socket.gethostname().split(".")[0]:
-        return True  # another machine's job: not ours to judge
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _finalize_once(out, source, classes, n_shards, params):
     """Write ``dataset.json`` unless another job is writing it; True when the dataset is finished."""
     lock = out / _LOCK
@@ -639,7 +625,7 @@ def _finalize_once(out, source, classes, n_shards, params):
                 host, _, pid = lock.read_text().rpartition(".")
             except FileNotFoundError:
                 continue  # released meanwhile: try again
-            if not pid.isdigit() or _alive(host, int(pid)):  # (no pid yet: being written)
+            if not pid.isdigit() or writer_alive(host, int(pid)):  # (no pid yet: being written)
                 return (out / "dataset.json").is_file()
             lock.unlink(missing_ok=True)  # left by a killed finalizer
     else:

@@ -134,15 +134,20 @@ def read_deeploc_hdf5(path, *, channels=None, chunk_rows=4096):
     RFP-tagged protein and channel 1 brightfield (DIC), not GFP/RFP as in the Chong sets.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    if not h5py.is_hdf5(path):
-        raise DataError(path, "not an HDF5 file (no HDF5 signature); expected a DeepLoc .hdf5 file")
+    _check_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             return _read_deeploc_open(f, path, channels, chunk_rows)
     except OSError as e:
         raise DataError(path, f"truncated or corrupt HDF5 file ({e})") from None
+
+
+def _check_hdf5(path):
+    """Raise a DataError unless ``path`` is an HDF5 file (checked before h5py opens it)."""
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    if not h5py.is_hdf5(path):
+        raise DataError(path, "not an HDF5 file (no HDF5 signature); expected a DeepLoc .hdf5 file")
 
 
 def _read_deeploc_open(f, path, channels, chunk_rows):

@@ -43,7 +43,7 @@ from ..errors import DataError
 from .dataset import CELL_COLUMNS, FORMAT_NAME, SHARDED_VERSION
 
 __all__ = ["DEFAULT_SHARD_SIZE", "shard_name", "write_shard", "done_shards", "clean_temporaries",
-           "finalize_shards", "write_sharded", "shard_ranges", "complete_cells"]
+           "finalize_shards", "write_sharded", "shard_ranges", "complete_cells", "writer_alive"]
 
 #: Crops per shard: 4,096 two-channel 64 x 64 uint16 crops are 64 MB.
 DEFAULT_SHARD_SIZE = 4096
@@ -128,7 +128,11 @@ def done_shards(root):
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and _SHARD_RE.match(p.name))
 
 
-def _alive(pid):
+def writer_alive(host, pid):
+    """Whether the writer ``pid`` of ``host`` may still run: a process of another machine is not
+    ours to judge (True); one of this machine is alive unless it is gone."""
+    if host != socket.gethostname().split(".")[0]:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -153,10 +157,10 @@ def clean_temporaries(root):
     folder = Path(root) / "shards"
     if not folder.is_dir():
         return []
-    host, removed = socket.gethostname().split(".")[0], []
+    removed = []
     for p in folder.iterdir():
         m = _TMP_RE.match(p.name)
-        if m and m["host"] == host and not _alive(int(m["pid"])):
+        if m and not writer_alive(m["host"], int(m["pid"])):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
