@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["ShardedArray", "NpyRows", "is_lazy"]
+__all__ = ["ShardedArray", "NpyRows", "is_lazy", "blocks"]
 
 
 _FILES = OrderedDict()  # path -> (pid, fd): files kept open by this process, least recently used first
@@ -122,6 +122,22 @@ class NpyRows:
 def is_lazy(array):
     """Whether ``array`` is read on demand (a :class:`ShardedArray`), not held in memory."""
     return isinstance(array, ShardedArray)
+
+
+BLOCK_ROWS = 4096  # rows per read of :func:`blocks` (16 MB of 64 px uint16 GFP/RFP crops)
+
+
+def blocks(array, size=None):
+    """Yield ``(start, rows)``: a lazy array in blocks of ``size`` rows (default :data:`BLOCK_ROWS`) read one at a
+    time, any other array whole.
+
+    For checks and reductions that must not read all of a sharded dataset at once
+    (``all(np.isfinite(b).all() for _, b in blocks(images))``).
+    """
+    if is_lazy(array):
+        yield from array.chunks(size or BLOCK_ROWS)
+    else:
+        yield 0, np.asarray(array)
 
 
 class ShardedArray:

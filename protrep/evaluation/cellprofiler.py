@@ -102,6 +102,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.arrays import blocks, is_lazy
+
 __all__ = [
     "ALONE",
     "COSTES_SCALE_MAX",
@@ -326,7 +328,8 @@ def _measure_chunk(images, masks, channels, rescale, names):
 
 
 def _validate(images, masks, channels, rescale, n_jobs, chunk_size):
-    images, masks, channels = np.asarray(images), np.asarray(masks), tuple(channels)
+    channels = tuple(channels)
+    images, masks = (a if is_lazy(a) else np.asarray(a) for a in (images, masks))  # a sharded dataset stays on disk
     if images.ndim != 4:
         raise ValueError(f"images must have shape (n, c, h, w); got {images.shape}. "
                          "Add a channel axis with images[:, None] for one-channel crops.")
@@ -339,16 +342,20 @@ def _validate(images, masks, channels, rescale, n_jobs, chunk_size):
         raise ValueError(f"masks must have shape (n, h, w) = {(images.shape[0], *images.shape[2:])} to match "
                          f"images; got {masks.shape}.")
     if masks.dtype != bool:
-        if not np.isin(masks, (0, 1)).all():
+        if not all(np.isin(b, (0, 1)).all() for _, b in blocks(masks)):
             raise ValueError("masks must be boolean (or 0/1); convert a label image with labels == k.")
-        masks = masks.astype(bool)
+        if not is_lazy(masks):
+            masks = masks.astype(bool)
     if rescale not in ("cell", "none"):
         raise ValueError(f"rescale must be 'cell' (per-crop percentile stretch) or 'none'; got {rescale!r}.")
-    if not np.isfinite(images).all():
+    if not all(np.isfinite(b).all() for _, b in blocks(images)):
         raise ValueError("images contain NaN or infinite values; replace them first.")
-    if rescale == "none" and images.size and (images.min() < 0 or images.max() > 1):
-        raise ValueError(f"rescale='none' measures images in [0, 1] as CellProfiler does; these span "
-                         f"[{images.min():g}, {images.max():g}]. Use rescale='cell' or divide them first.")
+    if rescale == "none" and images.size:
+        low = min((b.min() for _, b in blocks(images)), default=0)
+        high = max((b.max() for _, b in blocks(images)), default=0)
+        if low < 0 or high > 1:
+            raise ValueError(f"rescale='none' measures images in [0, 1] as CellProfiler does; these span "
+                             f"[{low:g}, {high:g}]. Use rescale='cell' or divide them first.")
     for name, value in (("n_jobs", n_jobs), ("chunk_size", chunk_size)):
         if value is not None and not (isinstance(value, (int, np.integer)) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1 (or None); got {value!r}.")
@@ -425,7 +432,7 @@ def measure_cells(images, masks, *, channels=("gfp", "rfp"), rescale="cell", n_j
     out = np.full((n, len(names)), np.nan)
     failures, seconds = [], {}
     starts = range(0, n, chunk_size)
-    tasks = (delayed(_measure_chunk)(images[s:s + chunk_size], masks[s:s + chunk_size], channels, rescale, names)
+    tasks = (delayed(_measure_chunk)(images[s:s + chunk_size], np.asarray(masks[s:s + chunk_size], bool), channels, rescale, names)
              for s in starts)
     with bar(total=n, desc="CellProfiler", unit="cell", disable=not progress) as pbar:
         results = Parallel(n_jobs=n_jobs or cpu_count(), return_as="generator")(tasks)
@@ -435,7 +442,8 @@ def measure_cells(images, masks, *, channels=("gfp", "rfp"), rescale="cell", n_j
             for m, t in chunk_seconds.items():
                 seconds[m] = seconds.get(m, 0.0) + t
             pbar.update(len(values))
-    empty = np.flatnonzero(~masks.any((1, 2)))
+    empty = np.concatenate([s + np.flatnonzero(~np.asarray(b, bool).any((1, 2))) for s, b in blocks(masks)]
+                           or [np.zeros(0, np.int64)])
     _report(n, empty, failures, lambda cells: ", ".join(str(c) for c in cells))
     table = pd.DataFrame(out, columns=names)
     table.attrs.update(empty=empty.tolist(), failed=sorted({c for c, _, _ in failures}),
@@ -508,9 +516,10 @@ def _cache_key(images, masks, channels, rescale):
     from ..config import source_hash
 
     h = hashlib.sha256()
-    for a in (np.ascontiguousarray(images), np.ascontiguousarray(masks)):
+    for a in (images, masks):  # block by block: the same digest as the whole array, without reading it all at once
         h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(a.data)
+        for _, b in blocks(a):
+            h.update(np.ascontiguousarray(b).data)
     settings = [list(channels), rescale, GRANULARITY, COSTES_SCALE_MAX, MARGIN, GAP, _MOSAIC_WIDTH,
                 version("cp-measure"), source_hash(sys.modules[__name__])]
     h.update(json.dumps(settings, sort_keys=True).encode())

@@ -41,6 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from ..data.arrays import blocks, is_lazy
+
 __all__ = [
     "handcrafted_features",
     "handcrafted_pca",
@@ -92,7 +94,7 @@ def feature_names(*, rfp=True):
 
 
 def _validate(images, masks, channels, background, min_area):
-    images = np.asarray(images)
+    images = images if is_lazy(images) else np.asarray(images)  # a sharded dataset's crops stay on disk
     if images.ndim != 4:
         raise ValueError(f"images must have shape (n, c, h, w); got {images.shape}. "
                          "Add a channel axis with images[:, None] for one-channel crops.")
@@ -107,25 +109,32 @@ def _validate(images, masks, channels, background, min_area):
                          "pass one name per channel, e.g. channels=('gfp', 'rfp').")
     if "gfp" not in channels:
         raise ValueError(f"channels {channels} lack 'gfp'; name the protein channel 'gfp'.")
-    if images.dtype.kind == "f" and not np.isfinite(images).all():
+    if images.dtype.kind == "f" and not all(np.isfinite(b).all() for _, b in blocks(images)):
         raise ValueError("images contain NaN or infinite values; replace them first.")
     if masks is None:
         if "rfp" not in channels:
             raise ValueError("masks=None segments the 'rfp' channel, but channels has no 'rfp'; pass masks.")
     else:
-        masks = np.asarray(masks)
+        masks = masks if is_lazy(masks) else np.asarray(masks)
         if masks.shape != (n, h, w):
             raise ValueError(f"masks must have shape (n, h, w) = {(n, h, w)} to match images; got {masks.shape}.")
-        if masks.dtype != bool:
-            if not np.isin(masks, (0, 1)).all():
-                raise ValueError("masks must be boolean (or 0/1); convert a label image with labels == k.")
-            masks = masks.astype(bool)
+        if masks.dtype != bool and not all(np.isin(b, (0, 1)).all() for _, b in blocks(masks)):
+            raise ValueError("masks must be boolean (or 0/1); convert a label image with labels == k.")
     if background is not None and not (np.isscalar(background) and np.isreal(background)
                                        and 0 <= background <= 100):
         raise ValueError(f"background must be a percentile in [0, 100] or None; got {background!r}.")
     if not (np.isscalar(min_area) and float(min_area) == int(min_area) and min_area >= 1):
         raise ValueError(f"min_area must be an integer >= 1; got {min_area!r}.")
     return images, masks, channels
+
+
+def _block_masks(crops, masks, rfp):
+    """Boolean centre-cell masks of a block of crops (a copy): ``masks`` given, or segmented from channel ``rfp``."""
+    if masks is not None:
+        return np.array(masks, dtype=bool)
+    from ..data.segment import segment_crop
+
+    return np.stack([segment_crop(c) for c in crops[:, rfp]]) if len(crops) else np.zeros((0, *crops.shape[2:]), bool)
 
 
 def _fallback_disk(h, w):
@@ -565,31 +574,27 @@ def handcrafted_features(images, masks=None, *, channels=("gfp", "rfp"), backgro
     n, _, h, w = images.shape
     ig = channels.index("gfp")
     ir = channels.index("rfp") if "rfp" in channels else None
-    if masks is None:
-        from ..data.segment import segment_crop
-
-        masks = np.zeros((n, h, w), dtype=bool)
-        for i in range(n):
-            masks[i] = segment_crop(images[i, ir])
-    small = masks.sum((1, 2)) < min_area
-    if small.any():
-        masks = masks.copy()
-        masks[small] = _fallback_disk(h, w)
-        log.warning("%d of %d masks had fewer than %d pixels; replaced by a centred disk", small.sum(), n, min_area)
     names = feature_names(rfp=ir is not None)
     out = np.empty((n, len(names)), dtype=np.float64)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        gfp = images[start:stop, ig].astype(np.float64)
-        rfp = None if ir is None else images[start:stop, ir].astype(np.float64)
-        block = _block(gfp, rfp, masks[start:stop], None if background is None else float(background))
-        out[start:stop] = np.column_stack([block[c] for c in names])
+    fallback = []
+    for start in range(0, n, chunk_size):  # one read of crops and masks per block: memory does not grow with n
+        crops = np.asarray(images[start:start + chunk_size])
+        m = _block_masks(crops, None if masks is None else masks[start:start + chunk_size], ir)
+        small = m.sum((1, 2)) < min_area
+        if small.any():
+            m[small] = _fallback_disk(h, w)
+            fallback += (start + np.flatnonzero(small)).tolist()
+        rfp = None if ir is None else crops[:, ir].astype(np.float64)
+        block = _block(crops[:, ig].astype(np.float64), rfp, m, None if background is None else float(background))
+        out[start:start + len(crops)] = np.column_stack([block[c] for c in names])
+    if fallback:
+        log.warning("%d of %d masks had fewer than %d pixels; replaced by a centred disk", len(fallback), n, min_area)
     if not np.isfinite(out).all():  # a guard, not an expected path: every division is protected
         bad = sorted({names[j] for j in np.nonzero(~np.isfinite(out))[1]})
         raise RuntimeError(f"non-finite handcrafted features {bad}; please report the input")
     table = pd.DataFrame(out, columns=names)
-    table.attrs["n_mask_fallback"] = int(small.sum())
-    table.attrs["mask_fallback"] = np.flatnonzero(small).tolist()
+    table.attrs["n_mask_fallback"] = len(fallback)
+    table.attrs["mask_fallback"] = fallback
     return table
 
 
