@@ -1,7 +1,8 @@
 """Command line: ``protrep simulate | inspect | train | embed | predict | evaluate | background | download``.
 
-Every command turns bad input (:class:`protrep.errors.DataError`, ``FileExistsError``,
-``ValueError``) into one line on stderr naming the file and the problem, and exit code 2.
+Every command turns bad input (:class:`protrep.errors.DataError`, ``ValueError``, an
+``OSError`` such as a file in the way) into one line on stderr naming the file and the problem,
+in the command's words (``--batch-size``, not ``batch_size``), and exit code 2.
 """
 
 import argparse
@@ -69,12 +70,15 @@ def _train(args):
     from .models import ModelConfig
     from .profiles import identity_classes
     from .training.loop import TrainConfig, train
+    from .training.runs import check_trainable
 
+    train_config = _config_from(args, TrainConfig)  # settings first: a bad value is named before data are read
     ds = open_dataset(args.data)
+    check_trainable(ds)
     n_classes = identity_classes(args.model, ds) or len(ds.classes) or 15  # PIFiA: one class per training protein
     model_config = _config_from(args, ModelConfig, name=args.model, in_channels=ds.images.shape[1],
                                 n_classes=n_classes, image_size=ds.images.shape[-1])
-    history = train(model_config, _config_from(args, TrainConfig), ds, args.out, resume=args.resume,
+    history = train(model_config, train_config, ds, args.out, resume=args.resume,
                     overwrite=args.overwrite, progress=not args.quiet)
     print(history.to_string(index=False))
 
@@ -205,6 +209,9 @@ def _background(args):
     from .evaluation.background import run_background
     from .training.runs import check_compatible, load_run, resolve_device
 
+    if not args.run:
+        raise ValueError("give at least one --run NAME=RUN_DIR (e.g. --run deeploc=data/runs/deeploc): the "
+                         "background settings compare trained models' features")
     device = resolve_device(args.device)
     ds = open_dataset(args.data)
     models = {}
@@ -323,7 +330,8 @@ def _simulate_parser(sub):
     _add_config_options(s, SimConfig)
     s.add_argument("--proteins", dest="n_proteins", type=_optional(int), help=argparse.SUPPRESS)  # the old name
     s.add_argument("--workers", type=int, help="worker processes (default: all cores; output does not depend on it)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing dataset (a folder with "
+                   "dataset.json; never a folder of other files)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_simulate)
 
@@ -338,7 +346,9 @@ def _train_parser(sub):
     t.add_argument("--out", required=True, help="run directory (checkpoints, history, run.json)")
     _add_config_options(t, ModelConfig, skip=("name", "in_channels", "n_classes", "image_size"))
     _add_config_options(t, TrainConfig)
-    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped; with "
+                   "a larger --epochs, --max-steps or --budget-tflop, extend it (finished or not) from its last "
+                   "checkpoint, the cosine schedule re-stretched to the new length (recorded in run.json)")
     t.add_argument("--overwrite", action="store_true", help="start again in a directory that holds another run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
@@ -522,18 +532,50 @@ def _parser():
     return p
 
 
-def main(argv=None):
-    """Entry point of the ``protrep`` command."""
-    from .errors import DataError
+def _flags(parser, command):
+    """``{keyword: "--flag"}`` of a command: the library keyword (or config field) each option sets."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {}
+    for action in sub._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs and action.help != argparse.SUPPRESS:
+            flags.setdefault(action.dest, longs[0])
+    return flags
 
-    args = _parser().parse_args(argv)
+
+def _in_flags(message, flags):
+    """A library message in the command's words: ``batch_size must be ...`` -> ``--batch-size must be ...``.
+
+    Keywords are replaced where they are keywords: ``name=True`` (a switch), ``name=value``,
+    ``name must``, and a keyword with an underscore anywhere it stands alone (not inside a
+    path or a dotted name such as ``train.max_steps``).
+    """
+    for dest, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        name, at = re.escape(dest), r"(?<![\w./-])"
+        message = re.sub(rf"{at}{name}=\S+ \({re.escape(flag)}\)|{at}{name} / {re.escape(flag)}", flag, message)
+        message = re.sub(rf"{at}{name}=True\b", flag, message)
+        message = re.sub(rf"{at}{name}=(?=[^\s,;)])", flag + " ", message)
+        message = re.sub(rf"{at}{name}=", flag, message)
+        message = re.sub(rf"{at}{name}(?![\w/-])" if "_" in dest else rf"{at}{name}(?= must\b)", flag, message)
+    return message
+
+
+def main(argv=None):
+    """Entry point of the ``protrep`` command.
+
+    Bad input (:class:`~protrep.errors.DataError`, ``ValueError``, ``OSError`` such as a
+    file in the way) ends with one line on stderr, in the command's words (the flags, not
+    the library's keywords), and exit code 2.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if getattr(args, "n_proteins", None) == 0:
         args.n_proteins = None  # huh2003: every ORF
     try:
         args.func(args)
-    except (DataError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"protrep {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # DataError is a ValueError
+        print(f"protrep {args.command}: error: {_in_flags(str(e), _flags(parser, args.command))}", file=sys.stderr)
         return 2
     return 0
 

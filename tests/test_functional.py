@@ -299,21 +299,26 @@ def test_cli_evaluate_end_to_end(tmp_path, capsys, proteome, standards_folder):
     per_protein = pd.DataFrame(noisy, columns=oracle.columns[1:]).assign(protein=oracle["protein"])
     cells = pd.concat([per_protein.assign(**{c: per_protein[c] + d for c in oracle.columns[1:]})
                        for d in (-0.1, 0.1)])  # two cells per protein, mean = the protein row
+    # rows of a protein are averaged only when asked: without cell metadata a repeated protein may be a mistake
     write_table(cells, tmp_path / "cells.csv")
     out = tmp_path / "results.json"
     assert main(["evaluate", "--embeddings", str(tmp_path / "cells.csv"), "--standards", str(folder),
-                 "--n-boot", "5", "--out", str(out), "--quiet"]) == 0
+                 "--n-boot", "5", "--out", str(out), "--quiet"]) == 2
+    assert "300 proteins have several rows" in capsys.readouterr().err
+    assert main(["evaluate", "--embeddings", str(tmp_path / "cells.csv"), "--standards", str(folder),
+                 "--n-boot", "5", "--out", str(out), "--quiet", "--average-cells"]) == 0
     text = capsys.readouterr().out
     assert "compartments" in text and "complexes" in text and "prevalence" in text
     results = json.loads(out.read_text())
     assert results["n_boot"] == 5 and not results["standardize"]
     comp = next(r for r in results["results"] if r["standard"] == "compartments")
     assert set(comp) == set(RESULT_COLUMNS)
-    expected = functional_ap(read_embedding(tmp_path / "cells.csv"), standards["compartments"])
+    expected = functional_ap(read_embedding(tmp_path / "cells.csv", average_cells=True), standards["compartments"])
     assert comp["ap"] == pytest.approx(expected["ap"]) and comp["n_proteins"] == 300
-    assert read_embedding(tmp_path / "cells.csv")["n_cells"].eq(2).all()
+    assert read_embedding(tmp_path / "cells.csv", average_cells=True)["n_cells"].eq(2).all()
     assert main(["evaluate", "--embeddings", str(tmp_path / "cells.csv"), "--standards", str(folder),
-                 "--n-boot", "0", "--max-fraction", "0.2", "--standardize", "--out", str(out), "--quiet"]) == 0
+                 "--n-boot", "0", "--max-fraction", "0.2", "--standardize", "--out", str(out), "--quiet",
+                 "--average-cells"]) == 0
     results = json.loads(out.read_text())
     comp = next(r for r in results["results"] if r["standard"] == "compartments")
     assert results["max_fraction"] == 0.2 and results["standardize"] and comp["ap_low"] is None

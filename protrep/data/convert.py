@@ -41,8 +41,7 @@ import os
 import shutil
 import socket
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import h5py
@@ -52,6 +51,7 @@ import pandas as pd
 from ..atomic import read_json, write_json
 from ..errors import DataError
 from ..progress import progress as progress_bar
+from ..workers import check_workers, process_pool
 from .dataset import FORMAT_NAME, load_dataset, load_proteins, split_by_protein
 from .hpa import HPA_CHANNELS, HPA_CLASSES, _parse_target
 from .proteome import CLASSES, HUH_CENSUS, HUH_TO_CLASS
@@ -684,7 +684,7 @@ def _write_shards(out, source, cells, todo, ranges, *, workers, progress):
                 record(_write_one(*task), bar)
         return written, crops
     # tqdm may start a thread: the bar is made after the first tasks are submitted, so the workers fork first
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+    with process_pool(workers) as pool:  # its workers end if this process is killed
         pending, queue, bar = set(), tasks(), None
         try:
             while True:
@@ -811,6 +811,7 @@ def convert(src, out, *, format=None, labels=None, label_key="auto", shard_size=
         ``out`` holds a finished dataset and ``overwrite`` is False.
     """
     start, src, out = time.perf_counter(), Path(src), Path(out)
+    check_workers(workers)
     i, n = _check_options(src, out, shard, shard_size, split, overwrite)
     fmt = format or detect_source_format(src)
     source, cells, classes, report = _prepare_source(src, fmt, labels, label_key, split, seed)

@@ -281,7 +281,8 @@ def write_dataset(path, images, masks, cells, proteins, *, channels, classes, st
     extra : dict, optional
         Further entries for ``dataset.json`` (e.g. measured segmentation recall).
     overwrite : bool
-        Replace an existing folder.
+        Replace an existing dataset (a folder holding ``dataset.json``, or an empty one;
+        a folder of other files is refused).
     """
     missing = [c for c in CELL_COLUMNS if c not in cells.columns]
     if missing:
@@ -302,7 +303,7 @@ def write_dataset(path, images, masks, cells, proteins, *, channels, classes, st
         "config": config or {},
         **(extra or {}),
     }
-    with atomic_dir(path, overwrite=overwrite) as tmp:
+    with atomic_dir(path, overwrite=overwrite, marker="dataset.json") as tmp:
         np.save(tmp / "images.npy", np.ascontiguousarray(images))
         np.save(tmp / "masks.npy", np.ascontiguousarray(masks, dtype=bool))
         cells[CELL_COLUMNS + [c for c in cells.columns if c not in CELL_COLUMNS]].to_csv(

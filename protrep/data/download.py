@@ -156,8 +156,7 @@ def sha256sum(path):
 
 def _entry(name):
     if name not in DOWNLOADS:
-        raise ValueError(f"unknown download {name!r}; choose one of {', '.join(sorted(DOWNLOADS))} "
-                         "(see list_downloads())")
+        raise ValueError(f"unknown download {name!r}; choose one of {', '.join(sorted(DOWNLOADS))}")
     entry = DOWNLOADS[name]
     missing = [k for k in ("url", "sha256", "filename") if k not in entry]
     if missing:

@@ -6,8 +6,6 @@ Used by the yeast ORF-GFP screen (:mod:`protrep.data.simulate`) and the HPA-like
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import numpy as np
 from ..atomic import read_json
 from ..errors import DataError
 from ..progress import progress as progress_bar
+from ..workers import check_workers, process_pool
 from .render import plate_params
 
 __all__ = ["ensure_simulated", "plan_wells", "map_wells"]
@@ -56,8 +55,11 @@ def plan_wells(config, proteins):
 
 
 def map_wells(job, jobs, *, workers=None, chunksize=4, desc="simulating wells", progress=True):
-    """``[job(j) for j in jobs]``, in worker processes (fork) when ``workers`` > 1, with a progress bar."""
-    workers = workers or os.cpu_count() or 1
+    """``[job(j) for j in jobs]``, in worker processes (fork) when ``workers`` > 1, with a progress bar.
+
+    The workers end when this process dies (:func:`protrep.workers.process_pool`).
+    """
+    workers = check_workers(workers) or os.cpu_count() or 1
     bar = progress_bar(total=len(jobs), desc=desc, unit="well", disable=not progress)
     results = []
     if workers == 1:
@@ -65,7 +67,7 @@ def map_wells(job, jobs, *, workers=None, chunksize=4, desc="simulating wells", 
             results.append(job(j))
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        with process_pool(workers) as pool:
             for r in pool.map(job, jobs, chunksize=chunksize):
                 results.append(r)
                 bar.update()

@@ -32,13 +32,12 @@ import json
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_dir, atomic_file
+from ..atomic import atomic_dir, atomic_file, host_name, writer_alive
 from ..errors import DataError
 from .dataset import CELL_COLUMNS, FORMAT_NAME, SHARDED_VERSION
 
@@ -104,7 +103,7 @@ def write_shard(root, k, images, cells, masks=None):
     final = folder / shard_name(k)
     if final.exists():
         raise FileExistsError(f"{final}: shard already written")
-    tmp = folder / f".{shard_name(k)}.{socket.gethostname().split('.')[0]}.{os.getpid()}.tmp"
+    tmp = folder / f".{shard_name(k)}.{host_name()}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -126,20 +125,6 @@ def done_shards(root):
     if not folder.is_dir():
         return []
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and _SHARD_RE.match(p.name))
-
-
-def writer_alive(host, pid):
-    """Whether the writer ``pid`` of ``host`` may still run: a process of another machine is not
-    ours to judge (True); one of this machine is alive unless it is gone."""
-    if host != socket.gethostname().split(".")[0]:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_temporaries(root):

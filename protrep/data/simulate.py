@@ -13,22 +13,26 @@ byte-identical whatever the number of worker processes.
 
 import dataclasses
 import logging
+import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import check_destination, remove_stale_temporaries
 from ..config import Config, check_choice, check_int, check_share, check_split, from_dict, source_hash
 from ..errors import DataError
+from ..workers import check_workers
 from .dataset import split_by_protein, write_dataset
 from .proteome import CLASSES, huh2003_proteome, proteome_standards, synthetic_proteome
 from .render import FieldParams, TextureBank, simulate_field
 from .screen import ensure_simulated, map_wells, plan_wells
 from .segment import extract_crops, match_labels, segment_cells
 
-__all__ = ["SimConfig", "dataset_path", "ensure_dataset", "simulation_code_version",
+__all__ = ["SimConfig", "check_size", "dataset_path", "ensure_dataset", "simulation_code_version",
            "simulate_dataset", "simulate_well", "find_huh_table"]
 
 log = logging.getLogger(__name__)
@@ -129,6 +133,14 @@ class SimConfig(Config):
                              f"proteome='huh2003' leave them at their defaults "
                              f"({', '.join(f'{k}={defaults[k]}' for k in knobs)})")
         object.__setattr__(self, "imaging", from_dict(FieldParams, self.imaging, path="imaging"))
+        size = self.field_size or 1024
+        per_field = self.expected_crops(size)
+        if self.cells_per_protein > self.max_fields_per_well * per_field:
+            raise ValueError(f"cells_per_protein={self.cells_per_protein} cannot be reached: a field of {size} x {size} "
+                             f"px gives about {per_field:.0f} crops and a well has at most max_fields_per_well="
+                             f"{self.max_fields_per_well} fields, about {self.max_fields_per_well * per_field:.0f} "
+                             f"crops; ask for at most that many, or raise max_fields_per_well to "
+                             f"{math.ceil(self.cells_per_protein / per_field)}")
 
     def resolved_field_size(self):
         """Side of a well's first field: ``field_size`` or the automatic choice."""
@@ -136,14 +148,18 @@ class SimConfig(Config):
             return self.field_size
         return self.field_size_for(1.1 * self.cells_per_protein)
 
+    def expected_crops(self, size):
+        """Crops a field of side ``size`` px is expected to give."""
+        p = self.imaging
+        n_cells = p.density * size * size / (np.pi * p.cell_radius ** 2 * 0.91)
+        usable = ((size - self.crop_size) / size) ** 2
+        # crops per field measured at 1.15 x this model (buds segmented apart add some)
+        return 1.15 * n_cells * usable
+
     def field_size_for(self, n_crops):
         """Smallest field side (a multiple of 32 px, 160 to 1024) expected to give ``n_crops`` crops."""
-        p = self.imaging
         for size in range(160, 1025, 32):
-            n_cells = p.density * size * size / (np.pi * p.cell_radius ** 2 * 0.91)
-            usable = ((size - self.crop_size) / size) ** 2
-            # crops per field measured at 1.15 x this model (buds segmented apart add some)
-            if 1.15 * n_cells * usable >= n_crops:
+            if self.expected_crops(size) >= n_crops:
                 return size
         return 1024
 
@@ -275,6 +291,47 @@ def _proteome(config):
                             shuffle_abundance=config.huh_abundance == "shuffled")
 
 
+def _available_memory():
+    """Bytes of memory available to a new allocation (None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gb(n):
+    return f"{n / 1e9:,.1f} GB" if n < 1e12 else f"{n / 1e12:,.0f} TB"
+
+
+def check_size(out, config, n_proteins):
+    """Raise :class:`DataError` naming ``out`` if the crops of a screen would not fit this machine.
+
+    The crops are held in memory until written (two uint16 channels and a mask per crop,
+    twice while they are joined) and then written to disk, so both must fit: the memory
+    available now and the free space of the file system of ``out``.
+    """
+    n = int(n_proteins) * config.cells_per_protein
+    per_crop = 5 * config.crop_size ** 2
+    folder = Path(out).resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free, memory = shutil.disk_usage(folder).free, _available_memory()
+    problems = [f"{_gb(n * per_crop)} on disk, with {_gb(free)} free at {folder}"] if n * per_crop > free else []
+    if memory is not None and 2 * n * per_crop > memory:
+        problems.append(f"about {_gb(2 * n * per_crop)} of memory while simulating, with {_gb(memory)} available")
+    if problems:
+        raise DataError(out, f"n_proteins={n_proteins:,} x cells_per_protein={config.cells_per_protein:,} = {n:,} "
+                             f"crops of {config.crop_size} x {config.crop_size} px need " + " and ".join(problems)
+                        + "; simulate fewer proteins or fewer cells per protein")
+
+
 def _job(args):
     config, protein, well_index, plate = args
     return simulate_well(config, protein, well_index, plate)
@@ -291,7 +348,8 @@ def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, 
     workers : int, optional
         Worker processes (default: all cores). The output does not depend on it.
     overwrite : bool
-        Replace an existing folder.
+        Replace an existing dataset (a folder holding ``dataset.json``, or an empty one;
+        never a folder of other files).
     progress : bool
         Show a progress bar over wells.
 
@@ -301,16 +359,40 @@ def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, 
         Summary: ``n_proteins``, ``n_cells``, ``seg_recall`` (fraction of true living
         cells found with IoU >= 0.5; dead and ghost cells, dim in the RFP marker, are
         counted separately in ``dataset.json``), ``path``.
+
+    Raises
+    ------
+    FileExistsError, DataError
+        Before anything is simulated: ``out`` exists (without ``overwrite``), is a file,
+        holds other files than a dataset, or cannot be made; or the crops would not fit in
+        the memory or the free disk space of this machine (:func:`check_size`).
+
+    Notes
+    -----
+    A well that falls short of ``cells_per_protein`` crops (its fields ran out) is counted
+    in ``dataset.json`` as ``short_wells``, with a logged warning. Temporaries of a killed
+    run at ``out`` are removed.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists; pass overwrite=True (--overwrite) to replace it")
+    check_workers(workers)
+    check_destination(out, overwrite=overwrite, marker="dataset.json")  # before any work
+    for p in remove_stale_temporaries(out):
+        log.info("removed %s, left by a killed run", p)
+    if config.n_proteins is not None:
+        check_size(out, config, config.n_proteins)
     proteins = _proteome(config)
+    if config.n_proteins is None:
+        check_size(out, config, len(proteins))
     proteins["split"] = split_by_protein(proteins["protein"], proteins["primary"], fractions=config.split_fractions,
                                          seed=config.seed).to_numpy()
     jobs = plan_wells(config, proteins)
     results = map_wells(_job, jobs, workers=workers, progress=progress)
 
+    short = sum(len(r["table"]) < config.cells_per_protein for r in results)
+    if short:
+        log.warning("%d of %d wells gave fewer than cells_per_protein=%d crops (at most %d fields each); dataset.json "
+                    "records their number as short_wells", short, len(results), config.cells_per_protein,
+                    config.max_fields_per_well)
     tables = []
     for (cfg, prot, i, _), r in zip(jobs, results):
         t = r["table"]
@@ -320,6 +402,9 @@ def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, 
         tables.append(t.assign(protein=prot["protein"], plate=i // config.wells_per_plate + 1,
                                well=_well_name(i, config.wells_per_plate), localization=prot["localization"],
                                split=prot["split"]))
+    if not tables:
+        raise DataError(out, f"no cell was segmented in any of the {len(results)} wells: nothing to write; give "
+                             "larger fields (field_size) or more of them (max_fields_per_well)")
     cells = pd.concat(tables, ignore_index=True)
     cells["label"] = cells["label"].astype(int)
     images = np.concatenate([r["crops"] for r in results if len(r["table"])])
@@ -332,6 +417,7 @@ def simulate_dataset(out, config=SimConfig(), *, workers=None, overwrite=False, 
     seg["recall"] = seg["alive"]["recall"]
     write_dataset(out, images, masks, cells, proteins, channels=("gfp", "rfp"), classes=CLASSES,
                   standards=proteome_standards(proteins), config=config.to_dict(),
-                  extra={"segmentation": seg, "code_version": simulation_code_version()}, overwrite=overwrite)
+                  extra={"segmentation": seg, "short_wells": int(short), "code_version": simulation_code_version()},
+                  overwrite=overwrite)
     return {"path": str(out), "n_proteins": int(cells["protein"].nunique()), "n_cells": int(len(cells)),
             "seg_recall": seg["recall"]}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import check_destination
 from ..config import Config, check_int, check_split, from_dict, source_hash
 from .dataset import split_by_protein, write_dataset
 from .hpa import HPA_CHANNELS, HPA_CLASSES
@@ -133,8 +134,7 @@ def simulate_hpa_dataset(out, config=HPASimConfig(), *, workers=None, overwrite=
     and ``standards/location.tsv``; ``dataset.json`` has ``multilabel: true``.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists; pass overwrite=True to replace it")
+    check_destination(out, overwrite=overwrite, marker="dataset.json")  # before any work
     proteins = _proteins(config)
     jobs = plan_wells(config, proteins)
     results = map_wells(_well, jobs, workers=workers, chunksize=8, desc="simulating HPA wells", progress=progress)

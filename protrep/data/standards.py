@@ -575,6 +575,10 @@ def load_standards(folder, **filter_options):
         Standard name (the scale, or the yeast keys) to long-format standard.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(folder, f"is a file, not a standards folder: give the folder of <scale>.tsv files (for a "
+                                f".tsv, its folder {folder.parent}), a protrep-cells dataset folder, or a yeast "
+                                "standards folder with go_slim_mapping.tab")
     if not folder.is_dir():
         raise DataError(folder, "no such folder")
     if _first_existing(folder, YEAST_FILES["go_slim"]) is not None:

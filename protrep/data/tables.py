@@ -153,6 +153,12 @@ def _check_vectors(proteins, X, source, *, finite_only=False):
             shown = pd.unique(np.asarray(proteins)[bad])
             raise DataError(source, f"{_proteins_have(len(shown))} {what}: {shown[:5].tolist()}"
                                     f"{' ...' if len(shown) > 5 else ''}; fix or drop them")
+    if not finite_only and len(X) > 1:
+        unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+        if np.ptp(unit, axis=0).max() <= 1e-9:
+            raise DataError(source, f"all {len(X)} proteins have the same vector (up to scale): cosine similarity "
+                                    "ties every pair, so any AP would be the share of positive pairs (the "
+                                    "prevalence); check which columns are the features (features=, feature_prefix=)")
 
 
 def protein_embedding(table, *, features=None, feature_prefix=None, average_cells=None, source="table"):
@@ -167,9 +173,11 @@ def protein_embedding(table, *, features=None, feature_prefix=None, average_cell
         :func:`embedding_features`.
     average_cells : bool, optional
         Average the rows of each protein (a per-cell table): ``n_cells`` then counts them.
-        By default (None) only a table in protrep's own layout (features ``f0000`` ...
-        found without options, as ``protrep embed`` writes per cell) is averaged; in any
-        other table a repeated protein raises (False: always raises).
+        By default (None) only a per-cell table in protrep's own layout (features
+        ``f0000`` ... found without options and cell metadata, ``plate``, ``well``,
+        ``field``, ``cell``, ``split`` or ``label``, but no ``n_cells``: as ``protrep
+        embed`` writes per cell) is averaged; in any other table, a protein table among them, a repeated protein
+        raises (False: always raises).
     source : str or Path
         Named in errors (the file the table came from).
 
@@ -185,8 +193,9 @@ def protein_embedding(table, *, features=None, feature_prefix=None, average_cell
     ------
     DataError
         Naming ``source``: no ``protein`` column or no feature column, a repeated protein
-        (unless averaged), or a protein whose vector has NaN or infinite values, is all
-        zero or constant (listing the first such proteins).
+        (unless averaged), a protein whose vector has NaN or infinite values, is all
+        zero or constant (listing the first such proteins), or proteins that all have the
+        same vector up to scale (every cosine 1: AP would be the prevalence).
     """
     if "protein" not in table.columns:
         raise DataError(source, f"no 'protein' column (columns: {list(table.columns)[:8]}); expected an embedding "
@@ -206,7 +215,8 @@ def protein_embedding(table, *, features=None, feature_prefix=None, average_cell
         renamed.attrs["feature_names"] = [str(c) for c in names]
         table, names = renamed, [f"f{j:04d}" for j in range(len(names))]
     repeated = table["protein"][table["protein"].duplicated()].unique()
-    if len(repeated) and not (average_cells or (average_cells is None and own)):
+    per_cell = own and "n_cells" not in table.columns and bool(set(table.columns) & set(_CELL_META[1:]))
+    if len(repeated) and not (average_cells or (average_cells is None and per_cell)):
         raise DataError(source, f"{_proteins_have(len(repeated))} several rows: {repeated[:5].tolist()}; a protein "
                                 "embedding has one row per protein (average the cells of each protein with "
                                 "average_cells / --average-cells if these rows are cells)")

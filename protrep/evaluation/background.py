@@ -192,6 +192,10 @@ def run_background(ds, models, *, protocol="strict", masked=(), handcrafted=True
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
+    if not models and not (handcrafted and protocol == "strict"):
+        raise ValueError("nothing to measure: models is empty and there are no handcrafted features (handcrafted="
+                         "False, or the published protocol); give at least one trained model, by the name it gets in "
+                         "the tables (e.g. {'deeploc': model})")
     if ds.masks is None:
         raise DataError(ds.source or "dataset", "has no centre-cell masks; background settings need them")
     if protocol == "published":

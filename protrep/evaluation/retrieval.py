@@ -726,10 +726,10 @@ def read_embedding(path, *, features=None, feature_prefix=None, average_cells=No
         Use the columns whose name starts with this (e.g. ``"dim_"``).
     average_cells : bool, optional
         Average the rows of each protein (a per-cell table; ``n_cells`` then counts them).
-        By default only a per-cell table of ``protrep embed`` (features ``f0000`` ...) is
-        averaged, as protein embeddings are made
-        (:func:`protrep.data.tables.embedding_tables`); in any other table a repeated
-        protein is an error.
+        By default only a per-cell table of ``protrep embed`` (features ``f0000`` ... and
+        cell metadata, no ``n_cells``) is averaged, as protein embeddings are made
+        (:func:`protrep.data.tables.embedding_tables`); in any other table, a protein table
+        among them, a repeated protein is an error.
 
     Returns
     -------
@@ -743,7 +743,8 @@ def read_embedding(path, *, features=None, feature_prefix=None, average_cells=No
     DataError
         Naming the file: no ``protein`` column or no feature column, a repeated protein
         (see ``average_cells``), or proteins whose vector has NaN or infinite values, is
-        all zero or constant (cosine similarity undefined or meaningless), listed by id.
+        all zero or constant (cosine similarity undefined or meaningless), listed by id,
+        or proteins that all share one vector up to scale (AP would be the prevalence).
     """
     return protein_embedding(read_table(path), features=features, feature_prefix=feature_prefix,
                              average_cells=average_cells, source=path)

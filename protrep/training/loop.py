@@ -54,12 +54,17 @@ from .batches import (
     step_generator,
 )
 from .runs import (
+    EXTENDABLE,
+    RUN_FILES,
     check_compatible,
+    check_trainable,
     dataset_fingerprint,
+    format_differences,
     init_fingerprint,
     load_checkpoint,
     load_weights,
     resolve_device,
+    run_differences,
     save_checkpoint,
     weights_path,
 )
@@ -189,7 +194,17 @@ def training_code_version():
 
 
 # ----------------------------------------------------------------------------- helpers
-def _lr_at(step, total, cfg):
+def _lr_at(step, total, cfg, extensions=()):
+    """Learning rate of ``step`` in a run of ``total`` steps (see :class:`TrainConfig`).
+
+    A run extended on resume (``extensions`` of its ``run.json``, see :func:`train`) follows
+    from each extension's first step the schedule of a run of the new total: warm-up and
+    cosine decay re-stretched over the longer run; before that step, the schedule it had.
+    """
+    for extension in reversed(extensions):
+        if step >= extension["step"]:
+            break
+        total = extension["total_steps"][0]
     warmup = min(cfg.warmup_steps, total // 10)
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
@@ -265,29 +280,65 @@ def validate(model, data, *, batch_size=256, device=None, amp=True, channels_las
     return metrics
 
 
-def _prepare_run_dir(out, run_info, *, resume, overwrite):
+def _prepare_run_dir(out, info, *, resume, overwrite, model_config, steps_per_epoch):
+    """Check ``out`` against the run ``info``, write its ``run.json`` and return what was written.
+
+    A ``run.json`` without any checkpoint or history (a run that failed or was killed before
+    its first checkpoint) is replaced. A resumed run whose training config differs only in
+    its length (:data:`~protrep.training.runs.EXTENDABLE`) is extended (:func:`_extension`).
+    """
     out = Path(out)
-    spec = out / "run.json"
-    if spec.exists():
-        old = read_json(spec, missing="no run.json")
-        same = _identity(old) == _identity(run_info)
-        if not same and not overwrite:
-            raise DataError(out, "already holds a different run (model, training, data or code differ); "
-                            "choose another --out or pass --overwrite")
-        if same and not resume and not overwrite and (out / "checkpoint.pt").exists():
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: is a file, not a run directory; choose another --out")
+    spec, started = out / "run.json", any((out / name).exists() for name in RUN_FILES)
+    if not spec.is_file() and started:
+        raise DataError(out, f"holds {', '.join(n for n in RUN_FILES if (out / n).exists())} but no run.json: not a "
+                        "run protrep can continue or replace; choose another --out or remove them")
+    old = read_json(spec, missing="no run.json") if spec.is_file() and started else None
+    diffs = run_differences(old, info) if old is not None else []
+    lengths = bool(diffs) and {d[0] for d in diffs} <= {f"train.{k}" for k in EXTENDABLE}
+    if old is None:
+        pass  # a new run, or a run.json that no checkpoint followed
+    elif not diffs:
+        if not resume and not overwrite:
             raise DataError(out, "already holds this run; pass --resume to continue it or --overwrite to restart")
-        if overwrite and not same:
-            for name in ("checkpoint.pt", "best.pt", "history.csv"):
-                (out / name).unlink(missing_ok=True)
-    write_json(spec, run_info)
-    return out
+        if resume and old.get("extensions"):
+            info = {**info, "extensions": old["extensions"]}
+    elif resume and not overwrite and lengths:
+        info = {**info, "extensions": [*old.get("extensions", []),
+                                       _extension(out, old, info, diffs, model_config, steps_per_epoch)]}
+    elif not overwrite:
+        raise DataError(out, f"already holds a different run ({', '.join(d[0] for d in diffs)} differ: "
+                        f"{format_differences(diffs)}); choose another --out or pass --overwrite"
+                        + ("; --resume extends a run only in " + ", ".join(EXTENDABLE) if resume else
+                           "; or pass --resume to extend it" if lengths else ""))
+    else:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    write_json(spec, info)
+    return info
 
 
-def _identity(run_info):
-    """What makes two runs the same run: model, training, data, code, initial weights (not ``workers``)."""
-    out = {k: run_info.get(k) for k in ("model", "train", "data", "code", "init")}
-    out["train"] = {k: v for k, v in (out["train"] or {}).items() if k != "workers"}
-    return out
+def _extension(out, old, info, diffs, model_config, steps_per_epoch):
+    """The record of a run extended on resume: its step, what changed and the schedule's totals.
+
+    Raises :class:`DataError` when the new limits do not lengthen the run.
+    """
+    before = total_training_steps(TrainConfig.from_dict(old["train"]), model_config, steps_per_epoch)
+    cfg = TrainConfig.from_dict(info["train"])
+    after = total_training_steps(cfg, model_config, steps_per_epoch)
+    if after <= before:
+        raise DataError(out, f"resuming with {format_differences(diffs)} does not lengthen the run: it has "
+                        f"{before} steps and would have {after} (the least of epochs, max_steps and budget_tflop); "
+                        "a run can only be extended: raise the limit that ends it, or train into another --out")
+    step = int(load_checkpoint(out / "checkpoint.pt")["state"]["global_step"])
+    record = {"step": step, "changed": {d[0].split(".", 1)[1]: [d[1], d[2]] for d in diffs},
+              "total_steps": [before, after]}
+    earlier = old.get("extensions", [])
+    record["lr"] = [_lr_at(step, before, cfg, earlier), _lr_at(step, after, cfg, [*earlier, record])]
+    log.info("extending %s from step %d: %d -> %d steps; learning rate at that step %.3g -> %.3g (cosine "
+             "re-stretched over the new total)", out, step, before, after, *record["lr"])
+    return record
 
 
 def total_training_steps(cfg, model_config, steps_per_epoch):
@@ -332,6 +383,48 @@ class _Run:
             pd.DataFrame(self.state["history"]).to_csv(self.out / "history.csv", index=False)
 
 
+def _task(model_config, dataset):
+    """The dataset as the model learns it (PIFiA: protein identity) and whether it is a classifier, checked.
+
+    Every check on the data a run needs is made here, before the run directory is touched.
+    """
+    check_trainable(dataset)
+    where = dataset.source or "dataset"
+    classifier = model_class(model_config.name).is_classifier
+    if model_class(model_config.name).target == "protein":  # PIFiA: the training proteins are the classes
+        dataset = protein_identity(dataset)
+        if model_config.n_classes != len(dataset.classes):
+            raise DataError(where, f"has {len(dataset.classes)} training proteins, the classes of "
+                            f"{model_config.name}, but its n_classes is {model_config.n_classes}: set "
+                            f"n_classes={len(dataset.classes)}")
+        classifier = True
+    check_compatible(dataset, model_config, classes=dataset.classes if classifier else None)
+    if classifier and not dataset.info.get("multilabel"):
+        train_cells = (dataset.meta["split"] == "train").to_numpy()
+        labels = dataset.meta["label"].to_numpy()[train_cells] if "label" in dataset.meta else np.zeros(0, int)
+        present = np.unique(labels[labels >= 0])
+        if len(present) == 0:
+            raise DataError(where, "has no localization labels in its training cells; "
+                            f"{model_config.name} is trained on labelled cells")
+        if len(present) < 2:
+            shown = dataset.classes[present[0]] if present[0] < len(dataset.classes) else int(present[0])
+            raise DataError(where, f"its {len(labels[labels >= 0])} labelled training cells all show one class "
+                            f"({shown}): a classifier learns nothing from one class; train on cells of at least two "
+                            "classes, or train a model that needs no labels (ae, pci)")
+    return dataset, classifier
+
+
+def _data(model_config, cfg, dataset, device):
+    """The training and validation cells: in memory, or read batch by batch for crops on disk."""
+    split = dataset.meta["split"].to_numpy()
+    if is_lazy(dataset.images):  # crops on disk: read batch by batch, never all at once
+        partners = model_class(model_config.name).uses_partner
+        return tuple(StreamedCells.from_dataset(dataset, np.flatnonzero(split == s), read_partners=partners,
+                                                background=cfg.background > 0) for s in ("train", "val"))
+    return tuple(CellTensors.from_dataset(dataset, np.flatnonzero(split == s), device=device,
+                                          background=cfg.background > 0) for s in ("train", "val"))
+
+
 def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
     """Devices, run directory, data, model, optimizer and the position to start from."""
     rank, world = _distributed()
@@ -339,36 +432,20 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
-    classifier = model_class(model_config.name).is_classifier
-    if model_class(model_config.name).target == "protein":  # PIFiA: the training proteins are the classes
-        dataset = protein_identity(dataset)
-        if model_config.n_classes != len(dataset.classes):
-            raise DataError(dataset.source or "dataset", f"has {len(dataset.classes)} training proteins, the classes "
-                            f"of {model_config.name}, but its n_classes is {model_config.n_classes}: set "
-                            f"n_classes={len(dataset.classes)}")
-        classifier = True
-    check_compatible(dataset, model_config, classes=dataset.classes if classifier else None)
+    dataset, classifier = _task(model_config, dataset)
+    n_train = int((dataset.meta["split"] == "train").sum())
+    steps_per_epoch = max(1, n_train // cfg.batch_size)  # full batches only: stable batch norm
     info = {"model": model_config.to_dict(), "train": cfg.to_dict(), "data": dataset_fingerprint(dataset),
             "code": training_code_version(), "init": init_fingerprint(cfg.init_from), "classes": list(dataset.classes),
-            "channels": list(dataset.channels), "n_train_cells": int((dataset.meta["split"] == "train").sum())}
+            "channels": list(dataset.channels), "n_train_cells": n_train}
     out = Path(out)
     if rank == 0:
-        _prepare_run_dir(out, info, resume=resume, overwrite=overwrite)
+        info = _prepare_run_dir(out, info, resume=resume, overwrite=overwrite, model_config=model_config,
+                                steps_per_epoch=steps_per_epoch)
     if world > 1:
         dist.barrier()
-    split = dataset.meta["split"].to_numpy()
-    if is_lazy(dataset.images):  # crops on disk: read batch by batch, never all at once
-        partners = model_class(model_config.name).uses_partner
-        data_train, data_val = (StreamedCells.from_dataset(dataset, np.flatnonzero(split == s), read_partners=partners,
-                                                           background=cfg.background > 0) for s in ("train", "val"))
-    else:
-        data_train, data_val = (CellTensors.from_dataset(dataset, np.flatnonzero(split == s), device=device,
-                                                         background=cfg.background > 0) for s in ("train", "val"))
-    if len(data_train) == 0:
-        raise DataError(dataset.source or "dataset", "has no cells with split == 'train'")
-    if classifier and data_train.multilabel is None and not bool((data_train.labels >= 0).any()):
-        raise DataError(dataset.source or "dataset", "has no localization labels in its training cells; "
-                        f"{model_config.name} is trained on labelled cells")
+        info = {**info, "extensions": read_json(out / "run.json", missing="no run.json").get("extensions", [])}
+    data_train, data_val = _data(model_config, cfg, dataset, device)
     model = build_model(model_config, seed=cfg.seed)  # no global seeding
     if cfg.init_from is not None:
         load_weights(model, weights_path(cfg.init_from))
@@ -377,7 +454,6 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    steps_per_epoch = max(1, len(data_train) // cfg.batch_size)  # full batches only: stable batch norm
     state = {"epoch": 0, "step": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
              "history": [], "loss_sum": 0.0, "n_seen": 0}
     if resume and (out / "checkpoint.pt").exists():
@@ -385,6 +461,8 @@ def _setup(model_config, cfg, dataset, out, *, resume, overwrite):
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
+        if info.get("extensions") and info["extensions"][-1]["step"] == state["global_step"]:
+            state.update(stopped=False, bad_epochs=0)  # extended: early stopping counts again from here
         log.info("resuming %s at epoch %d, step %d", out, state["epoch"], state["step"])
     return _Run(cfg, out, info, rank, world, device, data_train, data_val, model, net, optimizer, steps_per_epoch,
                 total_training_steps(cfg, model_config, steps_per_epoch), state)
@@ -486,10 +564,24 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
     out : str or Path
         Run directory.
     resume : bool
-        Continue from ``out/checkpoint.pt``.
+        Continue from ``out/checkpoint.pt``. A run whose training config differs only in
+        its length (``epochs``, ``max_steps``, ``budget_tflop``) and is longer is
+        *extended* from its last checkpoint, finished or not (without ``overwrite``; any
+        other difference is refused, listed). ``run.json`` then records under
+        ``extensions`` the step it began, the settings changed (old and new), the total
+        steps before and after, and the learning rate at that step under the old and the
+        new schedule. From that step on, the learning rate is the one a run of the new
+        total has at the same step: the cosine decay re-stretched over the longer run (a
+        finished run, whose rate had decayed to ``lr * min_lr_ratio``, restarts higher).
+        Its steps before it followed the shorter schedule, so an extended run is not the
+        run one would get by training the longer schedule from the start. Early stopping
+        (``patience``) counts again from the extension.
     overwrite : bool
         Start again in a directory that holds another run (a run of the same model,
         training and data is kept; with ``resume`` it continues or, if finished, returns).
+        A ``run.json`` left without any checkpoint (a run that failed or was killed
+        before its first) is replaced without it; files of a run without ``run.json``
+        are never replaced.
     progress : bool
         Show a progress bar (process 0 only).
     callback : callable, optional
@@ -508,7 +600,8 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
                        unit="step", disable=not progress or run.rank != 0)
     t_epoch, n_epoch_images = time.perf_counter(), 0
     # the rate of the last step taken: what the epoch records when a run resumes right at its end
-    lr = _lr_at(max(state["global_step"] - 1, 0), run.total_steps, cfg)
+    extensions = run.info.get("extensions", [])
+    lr = _lr_at(max(state["global_step"] - 1, 0), run.total_steps, cfg, extensions)
     run.net.train()
     batches = _batches(run)  # the cells of each step to come, read ahead by DataLoader workers when streaming
     try:
@@ -516,7 +609,7 @@ def train(model_config, train_config, dataset, out, *, resume=False, overwrite=F
             epoch = state["epoch"]
             for step in range(state["step"], run.steps_per_epoch):
                 # learning rate
-                lr = _lr_at(state["global_step"], run.total_steps, cfg)
+                lr = _lr_at(state["global_step"], run.total_steps, cfg, extensions)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 # forward / backward

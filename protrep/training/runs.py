@@ -16,8 +16,14 @@ from ..atomic import atomic_file, read_json
 from ..errors import DataError
 from ..models import REGISTRY, ModelConfig, build_model
 
-__all__ = ["run_path", "run_budget", "resolve_device", "dataset_fingerprint", "check_compatible", "load_run",
-           "weights_path", "init_fingerprint", "load_weights", "save_checkpoint", "load_checkpoint"]
+__all__ = ["run_path", "run_budget", "resolve_device", "dataset_fingerprint", "check_compatible", "check_trainable",
+           "load_run", "weights_path", "init_fingerprint", "load_weights", "save_checkpoint", "load_checkpoint",
+           "run_identity", "run_differences", "format_differences", "RUN_FILES", "EXTENDABLE"]
+
+#: The files training writes into a run directory besides ``run.json``.
+RUN_FILES = ("checkpoint.pt", "best.pt", "history.csv")
+#: The training settings a resumed run may change: its length (the run is then extended).
+EXTENDABLE = ("epochs", "max_steps", "budget_tflop")
 
 
 def run_path(data_dir, model, profile="default", seed=0):
@@ -87,6 +93,50 @@ def check_compatible(ds, model_config, classes=None):
                         f"{model_config.image_size} x {model_config.image_size} crops")
     if classes is not None and ds.classes and tuple(ds.classes) != tuple(classes):
         raise DataError(where, f"classes {list(ds.classes)} differ from the model's {list(classes)}")
+
+
+def check_trainable(ds):
+    """Raise :class:`DataError` if ``ds`` has no ``split`` column or no cell with split ``train``."""
+    where = ds.source or "dataset"
+    if "split" not in ds.meta.columns:
+        raise DataError(where, "has no 'split' column: training needs its cells marked train, val (and test); write "
+                        f"a copy with a split by protein with `protrep convert {where} --out <folder>` (--split "
+                        "0.7,0.15,0.15 by default)")
+    if not (ds.meta["split"] == "train").any():
+        raise DataError(where, f"has no cells with split == 'train' (splits: {sorted(map(str, ds.meta['split'].unique()))[:5]})")
+
+
+def run_identity(info):
+    """What makes two runs the same run: model, training, data, code, initial weights (not ``workers``)."""
+    out = {k: info.get(k) for k in ("model", "train", "data", "code", "init")}
+    out["train"] = {k: v for k, v in (out["train"] or {}).items() if k != "workers"}
+    return out
+
+
+def run_differences(old, new):
+    """``[(field, old value, new value), ...]`` where the identities of two runs' ``run.json`` differ.
+
+    Fields of the model, training and data parts are named ``model.width``, ``train.epochs``,
+    ``data.n_cells``, ...; ``code`` and ``init`` as they are.
+    """
+    a, b = run_identity(old), run_identity(new)
+    diffs = []
+    for part in a:
+        if isinstance(a[part], dict) and isinstance(b[part], dict) and part != "init":
+            diffs += [(f"{part}.{k}", a[part].get(k), b[part].get(k)) for k in sorted(set(a[part]) | set(b[part]))
+                      if a[part].get(k) != b[part].get(k)]
+        elif a[part] != b[part]:
+            diffs.append((part, a[part], b[part]))
+    return diffs
+
+
+def format_differences(diffs, limit=5):
+    """``"train.epochs 2 -> 4; code 1a2b -> 3c4d"``: :func:`run_differences` in words."""
+    def short(value):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    shown = "; ".join(f"{name} {short(a)} -> {short(b)}" for name, a, b in diffs[:limit])
+    return shown + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
 
 
 def save_checkpoint(path, state):
