@@ -15,9 +15,10 @@ the steps before it:
 ==================  ========================================================================
 
 ``protrep.profiles`` gives every chapter's settings by profile name; ``protrep.timing``
-the book's time budget; ``protrep.plotting`` the figures; ``protrep.cli`` the ``protrep``
-command. The names below are the entry points a notebook needs, imported on first use (so
-``import protrep`` stays cheap and loads no torch).
+the book's time budget; ``protrep.plotting`` the figures; ``protrep.protein_map`` the
+interactive map of protein embeddings (bokeh); ``protrep.cli`` the ``protrep`` command. The
+names below are the entry points a notebook needs, imported on first use (so ``import
+protrep`` stays cheap and loads no torch).
 """
 
 import importlib

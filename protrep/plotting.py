@@ -1,11 +1,39 @@
-"""Plots for the book: each function takes data and ``ax=None`` and returns the Axes."""
+"""Plots for the book: each function takes data and ``ax=None`` and returns the Axes.
+
+Importing this module sets the book's one theme (:func:`set_theme`, seaborn's ``ticks``
+style and colour-blind palette), so every chapter's figures look alike. Statistical
+figures that seaborn draws well go through it: heat maps (:func:`heatmap`,
+:func:`confusion`) and distributions compared between groups (:func:`group_histogram`).
+Intervals that protrep computes itself (paired bootstrap intervals over proteins and
+seeds: :func:`paired_differences`, :func:`interval_forest`, :func:`setting_lines`) are
+drawn as given with matplotlib's error bars, in the same theme: seaborn's own interval
+plots would re-estimate them from raw values, without the pairing.
+"""
+
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 
-__all__ = ["paired_differences",
+__all__ = ["paired_differences", "set_theme", "group_histogram",
            "composite", "montage", "class_montage", "outlines", "bar_counts", "training_curves", "confusion",
-           "distributions", "ap_bars", "setting_lines", "interval_forest", "heatmap", "quality_curves", "phase_diagram", "METHOD_COLORS"]
+           "distributions", "ap_bars", "setting_lines", "interval_forest", "heatmap", "quality_curves", "phase_diagram",
+           "METHOD_COLORS"]
+
+
+def set_theme():
+    """The book's theme: seaborn ``ticks`` with light grid lines, colour-blind palette, compact fonts.
+
+    Called once when :mod:`protrep.plotting` is imported; call it again after changing
+    matplotlib's settings to return to the book's look.
+    """
+    sns.set_theme(context="notebook", style="ticks", palette="colorblind", font_scale=0.85,
+                  rc={"axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+                      "figure.dpi": 100, "savefig.dpi": 100, "legend.frameon": False, "image.cmap": "viridis"})
+
+
+set_theme()
 
 
 def _stretch(x, lo=0.5, hi=99.8):
@@ -160,14 +188,15 @@ def confusion(matrix, *, ax=None, title=None):
     counts = matrix.to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = counts / counts.sum(1, keepdims=True)
-    im = ax.imshow(np.nan_to_num(frac), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(matrix.columns)))
-    ax.set_xticklabels(matrix.columns, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(matrix.index)))
-    ax.set_yticklabels(matrix.index, fontsize=7)
+    frame = matrix.astype(float).copy()
+    frame.iloc[:, :] = np.nan_to_num(frac)
+    with warnings.catch_warnings():  # as in heatmap
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        sns.heatmap(frame, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True, linewidths=0.3, linecolor="white",
+                    cbar_kws={"shrink": 0.8, "label": "fraction of the true class"})
+    ax.tick_params(labelsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    plt.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
     if title:
         ax.set_title(title, fontsize=10)
     return ax
@@ -347,22 +376,63 @@ def interval_forest(table, *, group=None, ax=None, title=None, xlabel=None, refe
 
 
 def heatmap(table, *, ax=None, title=None, cmap="RdBu_r", center=0.0, fmt="{:.2f}", label=None):
-    """A DataFrame as an annotated heat map, colours symmetric around ``center``."""
+    """A DataFrame as an annotated heat map (seaborn), colours symmetric around ``center``; NaN cells left blank."""
     if ax is None:
         _, ax = plt.subplots(figsize=(0.6 * table.shape[1] + 2, 0.5 * table.shape[0] + 1.5))
     values = table.to_numpy(float)
-    span = np.nanmax(np.abs(values - center)) if np.isfinite(values).any() else 1.0
-    im = ax.imshow(values, cmap=cmap, vmin=center - span, vmax=center + span, aspect="auto")
-    ax.set_xticks(range(table.shape[1]))
-    ax.set_xticklabels(table.columns, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(table.shape[0]))
-    ax.set_yticklabels(table.index, fontsize=8)
-    for (i, j), v in np.ndenumerate(values):
-        if np.isfinite(v):
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6.5)
-    plt.colorbar(im, ax=ax, shrink=0.8, label=label)
+    span = float(np.nanmax(np.abs(values - center))) if np.isfinite(values).any() else 1.0
+    span = span or 1.0
+    text = np.vectorize(lambda v: fmt.format(v) if np.isfinite(v) else "", otypes=[object])(values)
+    with warnings.catch_warnings():  # seaborn 0.13 calls Colormap.set_bad, which matplotlib 3.11 plans to deprecate
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        sns.heatmap(table.astype(float), ax=ax, cmap=cmap, center=center, vmin=center - span, vmax=center + span,
+                    annot=text, fmt="", annot_kws={"fontsize": 6.5}, linewidths=0.3, linecolor="white",
+                    cbar_kws={"shrink": 0.8, "label": label})
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=60, ha="right", fontsize=8)
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=8)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
     if title:
         ax.set_title(title, fontsize=10)
+    return ax
+
+
+def group_histogram(data, *, x, hue, ax=None, bins=30, clip=None, threshold=None, stat="density", title=None,
+                    xlabel=None, order=None):
+    """Distributions of ``x`` compared between groups ``hue``: step histograms (seaborn), each normalised alone.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long format: one row per observation, with columns ``x`` and ``hue``.
+    x, hue : str
+    bins : int or sequence of float
+    clip : (low, high), optional
+        Values outside are drawn in the first or last bin (a long tail does not squeeze
+        the rest); the bins span ``clip``.
+    threshold : float, optional
+        A dashed vertical line (e.g. a decision threshold).
+    stat : {"density", "count", "probability", "percent"}
+        seaborn's ``stat``; with ``common_norm=False`` every group is normalised alone,
+        so groups of different sizes compare.
+    order : sequence, optional
+        Order of the groups (colours and legend).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    frame = data[[x, hue]].dropna()
+    if clip is not None:
+        frame = frame.assign(**{x: frame[x].clip(*clip)})
+        if np.ndim(bins) == 0:
+            bins = np.linspace(clip[0], clip[1], int(bins) + 1)
+    sns.histplot(frame, x=x, hue=hue, hue_order=order, bins=bins, stat=stat, common_norm=False, element="step",
+                 fill=False, linewidth=1.5, ax=ax)
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=9)
     return ax
 
 

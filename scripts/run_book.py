@@ -30,8 +30,9 @@ its three longest cells, the rate) and writes it to ``<results>/timing.json``
 (``_build/results/timing.json`` by default).
 
 ``html`` assembles a staging source folder (``_build/src``: ``_config.yml``, ``_toc.yml``,
-everything in ``book/`` but the notebooks, and the executed notebooks in their place)
-and runs ``jupyter-book build`` on it with warnings as errors. The HTML lands in
+everything in ``book/`` but the notebooks, the executed notebooks in their place, and the
+book's Sphinx extension ``scripts/protrep_sphinx_fixes.py`` in ``_ext/``) and runs
+``jupyter-book build`` on it with warnings as errors. The HTML lands in
 ``<path-output>/_build/html``.
 
 The functions are importable (``tests/test_book.py`` uses them on a temporary folder).
@@ -52,6 +53,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_DIR = "book"
+# The book's own Sphinx extension (a workaround for a Sphinx 7 bug that writes inline
+# scripts twice), staged into EXT_DIR, where _config.yml's sphinx.local_extensions finds it.
+SPHINX_EXTENSION = Path(__file__).resolve().with_name("protrep_sphinx_fixes.py")
+EXT_DIR = "_ext"
 KERNEL = "python3"
 # The flags of `jupyter-book build`: -W turns Sphinx warnings into errors, -n reports
 # every broken cross-reference, --keep-going lists all warnings before failing,
@@ -298,8 +303,9 @@ def stage_book(executed: Path, staging: Path, *, root: Path = ROOT) -> Path:
     """Assemble a Jupyter Book source folder from the executed notebooks.
 
     ``staging`` is emptied, then receives ``_config.yml``, ``_toc.yml``, every file of
-    ``<root>/book`` except notebooks (pages, ``references.bib``, images), and the
-    executed copy of each notebook of the table of contents in its place.
+    ``<root>/book`` except notebooks (pages, ``references.bib``, images), the
+    executed copy of each notebook of the table of contents in its place, and
+    :data:`SPHINX_EXTENSION` in ``_ext/`` (loaded by ``_config.yml``).
 
     Raises
     ------
@@ -326,6 +332,8 @@ def stage_book(executed: Path, staging: Path, *, root: Path = ROOT) -> Path:
     )
     for nb in notebooks:
         shutil.copy2(executed_path(nb, executed, root), staging / nb.relative_to(root))
+    (staging / EXT_DIR).mkdir()
+    shutil.copy2(SPHINX_EXTENSION, staging / EXT_DIR / SPHINX_EXTENSION.name)
     return staging
 
 

@@ -101,6 +101,21 @@ def test_html_loads_nothing_from_the_network(book):
     assert not offending, f"pages load assets from the network: {offending}"
 
 
+def test_pages_work_in_a_browser(book):
+    """Every page in headless Chromium: images load, no JavaScript error, no request leaves file://."""
+    import check_browser  # scripts/, as run_book
+
+    try:
+        chromium = check_browser.find_chromium()
+        check_browser._import_playwright()
+    except check_browser.CheckError as exc:
+        pytest.skip(str(exc))
+    results = check_browser.check_pages(book["html"], chromium=chromium)
+    assert {"book/intro.html", "book/04_evaluation.html"} <= {r.page for r in results}
+    bad = {r.page: r.problems for r in results if not r.ok}
+    assert not bad, f"pages with problems in the browser: {bad}"
+
+
 def _results(book):
     return {nb.stem: json.loads((book["results"] / f"{nb.stem}.json").read_text()) for nb in book["notebooks"]}
 

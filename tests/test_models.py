@@ -94,7 +94,7 @@ def test_uses_partner_says_whether_the_loss_reads_the_partner(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_few_steps_overfit_a_fixed_batch(name):
-    model = small(name, width=0.25)
+    model = small(name, width=0.125)
     batch = training_batch(model, synthetic_cells(8, seed=1))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []

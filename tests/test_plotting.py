@@ -5,6 +5,7 @@ matplotlib.use("Agg")  # tests only; the notebooks keep the inline backend
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 
 from protrep import plotting  # noqa: E402
 
@@ -59,10 +60,37 @@ def test_setting_lines_and_heatmap():
     assert len(axes[0].get_legend().get_texts()) == 3
     gap = pd.DataFrame([[0.2, -0.1], [0.0, np.nan]], index=["m1", "m2"], columns=["a", "b"])
     assert plotting.heatmap(gap, ax=axes[1]) is axes[1]
-    image = axes[1].get_images()[0]
-    assert image.get_clim() == (-0.2, 0.2)  # symmetric around 0
-    assert sorted(t.get_text() for t in axes[1].texts) == ["-0.10", "0.00", "0.20"]
+    mesh = axes[1].collections[0]
+    assert mesh.get_clim() == (-0.2, 0.2)  # symmetric around 0
+    assert sorted(t.get_text() for t in axes[1].texts if t.get_text()) == ["-0.10", "0.00", "0.20"]  # NaN blank
     plt.close(fig)
+
+
+def test_group_histogram_normalises_each_group_and_clips_the_tail():
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"kl": np.concatenate([rng.exponential(0.05, 400), rng.exponential(0.5, 40), [50.0]]),
+                         "model": ["a"] * 400 + ["b"] * 41})
+    fig, ax = plt.subplots()
+    assert plotting.group_histogram(data, x="kl", hue="model", clip=(0, 1), bins=20, threshold=0.1, ax=ax) is ax
+    assert ax.get_xlim()[1] < 2  # the outlier at 50 is drawn in the last bin, not stretching the axis
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    # density per group: each group's step line (bin edges, heights) encloses an area of 1 whatever its size
+    steps = [line for line in ax.lines if line.get_drawstyle() == "steps-post"]  # not the threshold line
+    assert len(steps) == 2
+    for line in steps:
+        xy = line.get_xydata()
+        assert np.isclose((np.diff(xy[:, 0]) * xy[:-1, 1]).sum(), 1.0, rtol=0.05)
+    plt.close(fig)
+
+
+def test_set_theme_is_the_book_theme():
+    import matplotlib as mpl
+
+    mpl.rcParams["axes.grid"] = False
+    plotting.set_theme()
+    assert mpl.rcParams["axes.grid"] and not mpl.rcParams["axes.spines.top"]
+    cycle = [mpl.colors.to_hex(c) for c in mpl.rcParams["axes.prop_cycle"].by_key()["color"][:3]]
+    assert cycle == sns.color_palette("colorblind").as_hex()[:3]
 
 
 def test_quality_curves_average_seeds_and_mark_the_chosen_point():
