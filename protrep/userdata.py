@@ -185,18 +185,14 @@ def with_masks(ds):
     """
     import dataclasses
 
-    from .data.segment import segment_crop
+    from .data.segment import segment_crops
 
     if ds.masks is not None:
         return ds
     if "rfp" not in ds.channels:
         raise DataError(ds.source or "dataset", f"has no centre-cell masks and no 'rfp' channel to segment them "
                         f"from (channels {list(ds.channels)})")
-    rfp = ds.channels.index("rfp")
-    masks = np.zeros((len(ds), *ds.images.shape[2:]), bool)
-    for i in range(len(ds)):
-        masks[i] = segment_crop(np.asarray(ds.images[i, rfp]))
-    return dataclasses.replace(ds, masks=masks)
+    return dataclasses.replace(ds, masks=segment_crops(ds.images, channel=ds.channels.index("rfp")))
 
 
 def example_cells(meta, n, *, split="val", seed=0):

@@ -20,6 +20,7 @@ from skimage.segmentation import watershed
 __all__ = [
     "segment_cells",
     "segment_crop",
+    "segment_crops",
     "match_labels",
     "centres_in_cells",
     "centre_offset",
@@ -405,6 +406,31 @@ def segment_crop(
 
 # ---------------------------------------------------------------------------------------
 # scoring
+
+
+def segment_crops(images, *, channel, **kwargs):
+    """Centre-cell masks of every crop, each from its ``channel`` by :func:`segment_crop`.
+
+    Parameters
+    ----------
+    images : array_like or ShardedArray, shape (n, c, h, w)
+        Crops; a sharded dataset's are read block by block (:func:`protrep.data.arrays.blocks`).
+    channel : int
+        Index of the channel to segment (the cytosolic marker, ``"rfp"``).
+    **kwargs
+        Options of :func:`segment_crop`.
+
+    Returns
+    -------
+    ndarray of bool, shape (n, h, w)
+    """
+    from .arrays import blocks
+
+    masks = np.zeros((len(images), *images.shape[2:]), bool)
+    for start, block in blocks(images):
+        for j, crop in enumerate(block[:, channel]):
+            masks[start + j] = segment_crop(crop, **kwargs)
+    return masks
 
 
 def _compact(flat):

@@ -616,10 +616,8 @@ def cellprofiler_tables(ds, *, cells_per_protein=None, seed=0, n_jobs=None, pca_
 
 def _segment(ds):
     """Centre-cell masks of crops that came without them, from the RFP channel."""
-    from ..data.segment import segment_crop
+    from ..data.segment import segment_crops
 
     if "rfp" not in ds.channels:
         raise ValueError(f"the dataset has no masks and no 'rfp' channel to segment (channels {ds.channels}).")
-    rfp = ds.channels.index("rfp")
-    return np.stack([segment_crop(ds.images[i, rfp]) for i in range(len(ds))]) if len(ds) else \
-        np.zeros((0, *ds.images.shape[2:]), bool)
+    return segment_crops(ds.images, channel=ds.channels.index("rfp"))

@@ -132,9 +132,9 @@ def _block_masks(crops, masks, rfp):
     """Boolean centre-cell masks of a block of crops (a copy): ``masks`` given, or segmented from channel ``rfp``."""
     if masks is not None:
         return np.array(masks, dtype=bool)
-    from ..data.segment import segment_crop
+    from ..data.segment import segment_crops
 
-    return np.stack([segment_crop(c) for c in crops[:, rfp]]) if len(crops) else np.zeros((0, *crops.shape[2:]), bool)
+    return segment_crops(crops, channel=rfp)
 
 
 def _fallback_disk(h, w):
