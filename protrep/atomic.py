@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_file", "atomic_dir", "read_json", "write_json", "check_destination", "remove_stale_temporaries",
-           "writer_alive", "host_name"]
+           "remove_dead_writers", "writer_alive", "host_name"]
 
 
 def _umask():
@@ -66,11 +66,22 @@ def remove_stale_temporaries(path):
         The temporaries removed.
     """
     path = Path(path)
-    if not path.parent.is_dir():
-        return []
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+    return remove_dead_writers(path.parent, pattern)
+
+
+def remove_dead_writers(folder, pattern):
+    """Remove the entries of ``folder`` whose name matches ``pattern`` and whose writer is dead.
+
+    ``pattern`` (a compiled regular expression) names the writer in its groups ``host``
+    and ``pid`` (:func:`writer_alive` judges them). Returns the paths removed; none when
+    ``folder`` does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
     removed = []
-    with os.scandir(path.parent) as entries:
+    with os.scandir(folder) as entries:
         for entry in entries:
             m = pattern.match(entry.name)
             if m and not writer_alive(m["host"], int(m["pid"])):

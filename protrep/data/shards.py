@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_dir, atomic_file, host_name, writer_alive
+from ..atomic import atomic_dir, atomic_file, host_name, remove_dead_writers, writer_alive
 from ..errors import DataError
 from .dataset import CELL_COLUMNS, FORMAT_NAME, SHARDED_VERSION
 
@@ -139,16 +139,7 @@ def clean_temporaries(root):
     list of Path
         The folders removed.
     """
-    folder = Path(root) / "shards"
-    if not folder.is_dir():
-        return []
-    removed = []
-    for p in folder.iterdir():
-        m = _TMP_RE.match(p.name)
-        if m and not writer_alive(m["host"], int(m["pid"])):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
+    return remove_dead_writers(Path(root) / "shards", _TMP_RE)
 
 
 def _shard_arrays(folder):
