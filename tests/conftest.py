@@ -48,6 +48,24 @@ def quick_screen(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def disc_crops():
+    """``make(rng, n, size)``: n two-channel crops of Poisson(100) noise with a bright centred disc, and the disc.
+
+    Every crop and channel gets its own brightness (200-2000 counts over the noise); the
+    disc (radius size / 4) is returned as a boolean mask for use as centre-cell masks.
+    """
+    import numpy as np
+
+    def make(rng, n, size, dtype=np.float32):
+        yy, xx = np.mgrid[:size, :size]
+        disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2
+        images = rng.poisson(100, (n, 2, size, size)).astype(dtype)
+        images += disc * rng.integers(200, 2000, (n, 2, 1, 1))
+        return images, disc
+
+    return make
+
 
 @pytest.fixture
 def standards_folder(tmp_path):

@@ -23,14 +23,11 @@ BLOCK = 16
 
 
 @pytest.fixture(scope="module")
-def cells():
+def cells(disc_crops):
     """72 two-channel crops (uint16 counts) of 12 proteins: a bright disc, a brighter dot, noise; masks of the disc."""
     rng = np.random.default_rng(3)
     n = 72
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    disc = (yy - SIZE / 2) ** 2 + (xx - SIZE / 2) ** 2 < (SIZE / 4) ** 2
-    images = rng.poisson(100, (n, 2, SIZE, SIZE)).astype(np.float64)
-    images += disc * rng.integers(200, 2000, (n, 2, 1, 1))
+    images, disc = disc_crops(rng, n, SIZE, np.float64)
     dot = rng.integers(SIZE // 2 - 6, SIZE // 2 + 6, (n, 2))
     for i, (y, x) in enumerate(dot):
         images[i, 0, y - 1:y + 2, x - 1:x + 2] += 3000

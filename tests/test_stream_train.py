@@ -22,14 +22,11 @@ COLS = ["epoch", "global_step", "train_loss", "val_loss", "val_accuracy", "lr"]
 
 
 @pytest.fixture(scope="module")
-def cells():
+def cells(disc_crops):
     """60 two-channel crops of 12 proteins (a bright disc on noise, counts), with masks; 40 train, 20 val."""
     rng = np.random.default_rng(0)
     n = 60
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    disc = (yy - SIZE / 2) ** 2 + (xx - SIZE / 2) ** 2 < (SIZE / 4) ** 2
-    images = rng.poisson(100, (n, 2, SIZE, SIZE)).astype(np.float32)
-    images += disc * rng.integers(200, 2000, (n, 2, 1, 1))
+    images, disc = disc_crops(rng, n, SIZE)
     proteins = np.repeat([f"P{k}" for k in range(12)], 5)
     label = np.repeat(np.arange(12) % 3, 5)
     meta = pd.DataFrame({"protein": proteins, "label": label, "localization": np.array(CLASSES)[label],
